@@ -1,0 +1,55 @@
+"""The `keras-seq` command line: one sub-command per module, imported only when it is used.
+
+The serving sub-commands (`serve`, `predict`) never import model code, as TF Serving never does.
+"""
+
+import importlib
+import os
+import sys
+
+# TensorFlow prints a lot at import; keep the user's own output readable.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# sub-command -> (module, function taking argv, one-line help)
+COMMANDS = {
+    "demo": ("keras_seq.demo", "main", "train -> export -> serve -> predict over gRPC, end to end"),
+    "train": ("keras_seq.g2p.cli", "train_main", "train a model (keras-seq train g2p --train FILE ...)"),
+    "evaluate": ("keras_seq.g2p.cli", "evaluate_main", "print WER, PER and decoding speed of a model"),
+    "export": ("keras_seq.export", "main", "export a trained model into a TF Serving repository"),
+    "serve": ("keras_seq.serving.server", "main", "serve a model repository over TF Serving's gRPC API"),
+    "predict": ("keras_seq.serving.client", "main", "query a TF Serving (or keras-seq serve) over gRPC"),
+    "plot": ("keras_seq.plot", "main", "draw gates, training curves or attention as PNG files"),
+}
+
+
+def _usage():
+    lines = ["usage: keras-seq COMMAND [ARGS...]", "", "commands:"]
+    for name, (_, _, help_text) in COMMANDS.items():
+        lines.append(f"  {name:<10}{help_text}")
+    lines.append("")
+    lines.append("Run `keras-seq COMMAND --help` for the arguments of a command.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"keras-seq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, function_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("keras_seq"):
+            print(f"keras-seq: command {name!r} is not available in this build ({e})", file=sys.stderr)
+            return 2
+        raise
+    return getattr(module, function_name)(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
