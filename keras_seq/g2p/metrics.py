@@ -1,0 +1,220 @@
+"""G2P evaluation metrics: word error rate (WER) and phoneme error rate (PER).
+
+Pure Python (no TensorFlow), fast enough for the ~6k words of a CMUdict dev or test set.
+
+Definitions, as the G2P literature scores a lexicon with several reference pronunciations per
+word (Sequitur G2P, Phonetisaurus, Montreal Forced Aligner, the CMUdict benchmark papers):
+
+- **WER** (word error rate): the fraction of words whose hypothesis is *not exactly equal* to
+  any one of the word's reference pronunciations::
+
+      WER = #{w : hyp(w) not in refs(w)} / #words
+
+- **PER** (phoneme error rate): for each word, the reference closest to the hypothesis in
+  Levenshtein distance (unit-cost substitutions, insertions and deletions over phoneme
+  symbols) is chosen, ties broken by the reference order (the first closest one); the
+  distances are summed over words and divided by the summed lengths of those chosen
+  references::
+
+      r*(w) = argmin_{r in refs(w)} lev(hyp(w), r)
+      PER   = sum_w lev(hyp(w), r*(w)) / sum_w len(r*(w))
+
+  This is a micro-average over phonemes (long words weigh more), not a mean of per-word rates.
+  PER can exceed 1 when hypotheses are much longer than references.
+
+A hypothesis or reference is a sequence of phoneme symbols, or a string of space-separated
+symbols (``"HH AH L OW"``). Phoneme symbols are compared exactly (strip stress beforehand if
+the references have none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence, Union
+
+__all__ = [
+    "levenshtein",
+    "closest_reference",
+    "G2PScores",
+    "g2p_scores",
+    "word_error_rate",
+    "phoneme_error_rate",
+]
+
+Phonemes = Union[str, Sequence[str]]
+
+
+def _tokens(pron: Phonemes) -> tuple:
+    """A pronunciation as a tuple of symbols (a string is split on whitespace)."""
+    if isinstance(pron, str):
+        return tuple(pron.split())
+    return tuple(pron)
+
+
+def levenshtein(a: Sequence, b: Sequence) -> int:
+    """Levenshtein (edit) distance between two sequences.
+
+    The minimum number of single-element substitutions, insertions and deletions, each of
+    cost 1, turning ``a`` into ``b``. Elements are compared with ``==`` (pass lists of phoneme
+    symbols, or strings to compare characters).
+
+    Args:
+        a: The first sequence (e.g. a hypothesis).
+        b: The second sequence (e.g. a reference).
+
+    Returns:
+        The edit distance, an int between ``abs(len(a) - len(b))`` and ``max(len(a), len(b))``.
+    """
+    if len(a) < len(b):
+        a, b = b, a  # keep the row over the shorter sequence
+    if not b:
+        return len(a)
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        current = [i]
+        for j, y in enumerate(b, start=1):
+            current.append(
+                min(
+                    previous[j] + 1,  # deletion
+                    current[j - 1] + 1,  # insertion
+                    previous[j - 1] + (x != y),  # substitution or match
+                )
+            )
+        previous = current
+    return previous[-1]
+
+
+def closest_reference(hypothesis: Phonemes, references: Sequence[Phonemes]) -> tuple[int, int]:
+    """The edit distance to the closest reference, and that reference's length.
+
+    Args:
+        hypothesis: The predicted pronunciation.
+        references: One or more reference pronunciations (non-empty).
+
+    Returns:
+        ``(distance, reference_length)`` of the reference minimizing the distance; ties go to
+        the first such reference in ``references``.
+
+    Raises:
+        ValueError: If ``references`` is empty.
+    """
+    hyp = _tokens(hypothesis)
+    best: tuple[int, int] | None = None
+    for ref in references:
+        ref = _tokens(ref)
+        distance = levenshtein(hyp, ref)
+        if best is None or distance < best[0]:
+            best = (distance, len(ref))
+            if distance == 0:
+                break
+    if best is None:
+        raise ValueError("a word needs at least one reference pronunciation")
+    return best
+
+
+@dataclass(frozen=True)
+class G2PScores:
+    """Scores of a set of hypotheses against references (see the module docstring).
+
+    Attributes:
+        num_words: Number of words scored.
+        word_errors: Words whose hypothesis matches none of their references.
+        phoneme_edits: Summed edit distances to the closest references.
+        reference_phonemes: Summed lengths of those closest references.
+    """
+
+    num_words: int
+    word_errors: int
+    phoneme_edits: int
+    reference_phonemes: int
+
+    @property
+    def wer(self) -> float:
+        """Word error rate, ``word_errors / num_words`` (0.0 for no words)."""
+        return self.word_errors / self.num_words if self.num_words else 0.0
+
+    @property
+    def per(self) -> float:
+        """Phoneme error rate, ``phoneme_edits / reference_phonemes`` (0.0 for no phonemes)."""
+        return self.phoneme_edits / self.reference_phonemes if self.reference_phonemes else 0.0
+
+
+def _pairs(hypotheses, references):
+    """Align hypotheses with references: by key for mappings, by position for sequences."""
+    if isinstance(references, Mapping):
+        if not isinstance(hypotheses, Mapping):
+            raise TypeError("with references given as a mapping, hypotheses must be one too")
+        return [(hypotheses.get(word, ()), refs) for word, refs in references.items()]
+    if isinstance(hypotheses, Mapping):
+        raise TypeError("with hypotheses given as a mapping, references must be one too")
+    hypotheses, references = list(hypotheses), list(references)
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"{len(hypotheses)} hypotheses for {len(references)} reference lists"
+        )
+    return list(zip(hypotheses, references))
+
+
+def g2p_scores(
+    hypotheses: Sequence[Phonemes] | Mapping[str, Phonemes],
+    references: Sequence[Sequence[Phonemes]] | Mapping[str, Sequence[Phonemes]],
+) -> G2PScores:
+    """Score hypotheses against (possibly several) reference pronunciations per word.
+
+    Args:
+        hypotheses: One predicted pronunciation per word: a sequence aligned with
+            ``references``, or a mapping ``word -> pronunciation``.
+        references: The reference pronunciations of each word: a sequence of non-empty lists
+            aligned with ``hypotheses``, or a mapping ``word -> [pronunciation, ...]`` (e.g.
+            ``dict(lexicon)``). With mappings, every word of ``references`` is scored and a
+            word missing from ``hypotheses`` counts as an empty hypothesis (a word error and
+            ``len(reference)`` deletions); extra hypotheses are ignored.
+
+    Returns:
+        A :class:`G2PScores` (``.wer``, ``.per`` and the raw counts).
+
+    Raises:
+        ValueError: If the sequences differ in length or a word has no reference.
+    """
+    word_errors = edits = ref_len = n = 0
+    for hyp, refs in _pairs(hypotheses, references):
+        if isinstance(refs, str):
+            refs = [refs]
+        distance, length = closest_reference(hyp, refs)
+        n += 1
+        word_errors += distance != 0
+        edits += distance
+        ref_len += length
+    return G2PScores(n, word_errors, edits, ref_len)
+
+
+def word_error_rate(
+    hypotheses: Sequence[Phonemes] | Mapping[str, Phonemes],
+    references: Sequence[Sequence[Phonemes]] | Mapping[str, Sequence[Phonemes]],
+) -> float:
+    """WER: the fraction of words whose hypothesis equals none of their references.
+
+    Args:
+        hypotheses: As in :func:`g2p_scores`.
+        references: As in :func:`g2p_scores`.
+
+    Returns:
+        The word error rate in [0, 1].
+    """
+    return g2p_scores(hypotheses, references).wer
+
+
+def phoneme_error_rate(
+    hypotheses: Sequence[Phonemes] | Mapping[str, Phonemes],
+    references: Sequence[Sequence[Phonemes]] | Mapping[str, Sequence[Phonemes]],
+) -> float:
+    """PER: summed edit distances to the closest references over their summed lengths.
+
+    Args:
+        hypotheses: As in :func:`g2p_scores`.
+        references: As in :func:`g2p_scores`.
+
+    Returns:
+        The phoneme error rate (>= 0).
+    """
+    return g2p_scores(hypotheses, references).per
