@@ -1,0 +1,100 @@
+"""The gated recurrent unit of *Deep Learning*, section 10.10.2, eq. 10.45-10.47."""
+
+from keras import ops
+
+from keras_seq.cells.base import BlockView, BookCell, activation_config, get_activation
+
+
+class GRUCell(BookCell):
+    """GRU cell, eq. 10.45-10.47 of *Deep Learning* (Goodfellow, Bengio & Courville):
+
+        u(t) = σ(b^u + U^u x(t) + W^u h(t-1))                                  (10.46, update gate)
+        r(t) = σ(b^r + U^r x(t) + W^r h(t-1))                                  (10.47, reset gate)
+        h(t) = u(t) ⊙ h(t-1) + (1 - u(t)) ⊙ σ(b + U x(t) + W (r(t) ⊙ h(t-1)))   (10.45)
+
+    The book prints the gates of eq. 10.45 with index t-1 and x(t-1), which does not agree with
+    eq. 10.46-10.47 nor with Cho et al. (2014); here, as in every GRU implementation, the gates and
+    the candidate at step t are computed from x(t) and h(t-1).
+
+    The book applies a sigmoid to the candidate: that is the default, `candidate_activation=
+    "sigmoid"`; `"tanh"` gives the usual GRU, equal to `keras.layers.GRU(reset_after=False)` (whose
+    update gate z is the book's u: `keras_seq.convert` maps its weights unchanged).
+
+    The weights are fused in the block order u, r, (candidate): `kernel` is [U^u | U^r | U],
+    `recurrent_kernel` is [W^u | W^r | W], `bias` is [b^u | b^r | b]; each block is readable
+    under its book name (`U_u, W_u, b_u, U_r, W_r, b_r, U, W, b`).
+
+    Args:
+        units: Positive integer, the size of h.
+        recurrent_activation: The gates' nonlinearity σ. Default "sigmoid".
+        candidate_activation: The candidate's nonlinearity in eq. 10.45. Default "sigmoid" (book).
+        use_bias, *_initializer, *_regularizer, *_constraint, dropout, recurrent_dropout, seed:
+            As for `keras_seq.cells.LSTMCell`.
+
+    Call arguments:
+        inputs: x(t), shape (batch, features).
+        states: [h(t-1)], shape (batch, units).
+        training: Whether dropout applies.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_seq.cells import GRUCell
+    >>> keras.layers.RNN(GRUCell(4, candidate_activation="tanh"))(np.ones((1, 3, 2))).shape
+    (1, 4)
+    """
+
+    blocks = 3
+
+    U_u = BlockView("kernel", 0, "U^u")
+    W_u = BlockView("recurrent_kernel", 0, "W^u")
+    b_u = BlockView("bias", 0, "b^u")
+    U_r = BlockView("kernel", 1, "U^r")
+    W_r = BlockView("recurrent_kernel", 1, "W^r")
+    b_r = BlockView("bias", 1, "b^r")
+    U = BlockView("kernel", 2, "U")
+    W = BlockView("recurrent_kernel", 2, "W")
+    b = BlockView("bias", 2, "b")
+
+    def __init__(self, units, recurrent_activation="sigmoid", candidate_activation="sigmoid", **kwargs):
+        kwargs.pop("activation", None)  # the GRU has no separate output squashing
+        super().__init__(units, activation="linear", **kwargs)
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = get_activation(recurrent_activation, "recurrent_activation")
+        self.candidate_activation_name = candidate_activation
+        self.candidate_activation = get_activation(candidate_activation, "candidate_activation")
+
+    @property
+    def state_size(self):
+        return [self.units]
+
+    def recurrence(self, z, states, recurrent_kernel=None, recurrent_mask=None):
+        """One step of eq. 10.45-10.47 given z = b + U x(t) for the three blocks.
+
+        Returns `(h, [h], (u, r, c, h_in))`: c is the candidate σ(b + U x + W (r ⊙ h)), and h_in
+        is h(t-1) after recurrent dropout, kept for the fast layers' hand-written gradient.
+        """
+        (h_tm1,) = states
+        W_all = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
+        W_ur, W = W_all[:, : 2 * self.units], W_all[:, 2 * self.units :]
+        z_ur, z_c = z[..., : 2 * self.units], z[..., 2 * self.units :]
+        h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
+        u, r = ops.split(self.recurrent_activation(z_ur + ops.matmul(h_in, W_ur)), 2, axis=-1)
+        c = self.candidate_activation(z_c + ops.matmul(r * h_in, W))
+        h = u * h_tm1 + (1.0 - u) * c  # 10.45
+        return h, [h], (u, r, c, h_in)
+
+    def call(self, inputs, states, training=False):
+        self._check_step_inputs(inputs)
+        states = states if isinstance(states, (list, tuple)) else [states]
+        input_mask, recurrent_mask = self._masks(inputs, states[0], training)
+        x = inputs if input_mask is None else inputs * input_mask
+        h, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
+        return h, new_states
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("activation")
+        config["recurrent_activation"] = activation_config(self.recurrent_activation_name)
+        config["candidate_activation"] = activation_config(self.candidate_activation_name)
+        return config

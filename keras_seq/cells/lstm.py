@@ -1,0 +1,138 @@
+"""The long short-term memory cell of *Deep Learning*, section 10.10.1, eq. 10.40-10.44."""
+
+from keras import ops
+
+from keras_seq.cells.base import BlockView, BookCell, activation_config, get_activation
+
+
+class LSTMCell(BookCell):
+    """LSTM cell, eq. 10.40-10.44 of *Deep Learning* (Goodfellow, Bengio & Courville):
+
+        f(t) = σ(b^f + U^f x(t) + W^f h(t-1))                         (10.41, forget gate)
+        g(t) = σ(b^g + U^g x(t) + W^g h(t-1))                         (10.42, external input gate)
+        q(t) = σ(b^o + U^o x(t) + W^o h(t-1))                         (10.44, output gate)
+        s(t) = f(t) ⊙ s(t-1) + g(t) ⊙ σ(b + U x(t) + W h(t-1))        (10.40, internal state)
+        h(t) = tanh(s(t)) ⊙ q(t)                                      (10.43)
+
+    The book applies a sigmoid to the cell input, σ(b + U x + W h): that is the default,
+    `candidate_activation="sigmoid"`. `"tanh"` gives the usual LSTM of Keras, PyTorch and cuDNN
+    (with `keras_seq.convert` mapping their weights). `recurrent_activation` is the gates' σ and
+    `activation` the tanh of eq. 10.43.
+
+    The weights are fused in the block order f, g, (cell input), q: `kernel` is
+    [U^f | U^g | U | U^o], `recurrent_kernel` is [W^f | W^g | W | W^o] and `bias` is
+    [b^f | b^g | b | b^o]. Each block is readable under its book name: `U_f, W_f, b_f` (forget),
+    `U_g, W_g, b_g` (input gate), `U, W, b` (cell input), `U_o, W_o, b_o` (output gate q).
+
+    The state is `[h, s]`; the output is h. Usable in `keras.layers.RNN`; `keras_seq.layers.LSTM`
+    is the fast full-sequence layer built on this cell.
+
+    Args:
+        units: Positive integer, the number of cells (size of h and s).
+        activation: The squashing of the state in eq. 10.43. Default "tanh".
+        recurrent_activation: The gates' nonlinearity. Default "sigmoid".
+        candidate_activation: The cell input's nonlinearity in eq. 10.40. Default "sigmoid" (book).
+        use_bias: Whether the cell has biases b. Default True.
+        unit_forget_bias: Initialize b^f to 1 (Jozefowicz et al. 2015; the book's §10.10.1 notes
+            the forget gate should start open). Default True.
+        kernel_initializer, recurrent_initializer, bias_initializer: Initializers of U, W and b.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: Regularizers of U, W and b.
+        kernel_constraint, recurrent_constraint, bias_constraint: Constraints of U, W and b.
+        dropout: Fraction of the inputs x dropped (one mask per sequence). Default 0.
+        recurrent_dropout: Fraction of h(t-1) dropped before W (one mask per sequence). Default 0.
+        seed: Seed of the dropout masks.
+
+    Call arguments:
+        inputs: x(t), shape (batch, features).
+        states: [h(t-1), s(t-1)], each of shape (batch, units).
+        training: Whether dropout applies.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_seq.cells import LSTMCell
+    >>> layer = keras.layers.RNN(LSTMCell(8))
+    >>> layer(np.zeros((2, 5, 3), "float32")).shape
+    (2, 8)
+    """
+
+    blocks = 4
+
+    U_f = BlockView("kernel", 0, "U^f")
+    W_f = BlockView("recurrent_kernel", 0, "W^f")
+    b_f = BlockView("bias", 0, "b^f")
+    U_g = BlockView("kernel", 1, "U^g")
+    W_g = BlockView("recurrent_kernel", 1, "W^g")
+    b_g = BlockView("bias", 1, "b^g")
+    U = BlockView("kernel", 2, "U")
+    W = BlockView("recurrent_kernel", 2, "W")
+    b = BlockView("bias", 2, "b")
+    U_o = BlockView("kernel", 3, "U^o")
+    W_o = BlockView("recurrent_kernel", 3, "W^o")
+    b_o = BlockView("bias", 3, "b^o")
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        candidate_activation="sigmoid",
+        unit_forget_bias=True,
+        **kwargs,
+    ):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = get_activation(recurrent_activation, "recurrent_activation")
+        self.candidate_activation_name = candidate_activation
+        self.candidate_activation = get_activation(candidate_activation, "candidate_activation")
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    @property
+    def state_size(self):
+        return [self.units, self.units]
+
+    def _bias_initializer(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, rest = self.units, self.bias_initializer
+
+        def initializer(shape, dtype=None):
+            return ops.concatenate(
+                [ops.ones((units,), dtype=dtype), rest((3 * units,), dtype=dtype)]
+            )
+
+        return initializer
+
+    def recurrence(self, z, states, recurrent_kernel=None, recurrent_mask=None):
+        """One step of eq. 10.40-10.44 given z = b + U x(t) for the four blocks.
+
+        Returns `(h, [h, s], gates)` where `gates = (f, g, c, q)` and c = σ(b + U x + W h) is the
+        cell input; the fast layers keep the gates for their hand-written gradient.
+        """
+        h_tm1, s_tm1 = states
+        W_all = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
+        h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
+        a = z + ops.matmul(h_in, W_all)
+        a_f, a_g, a_c, a_q = ops.split(a, 4, axis=-1)
+        f = self.recurrent_activation(a_f)  # 10.41
+        g = self.recurrent_activation(a_g)  # 10.42
+        c = self.candidate_activation(a_c)  # the cell input of 10.40
+        q = self.recurrent_activation(a_q)  # 10.44
+        s = f * s_tm1 + g * c  # 10.40
+        h = self.activation(s) * q  # 10.43
+        return h, [h, s], (f, g, c, q)
+
+    def call(self, inputs, states, training=False):
+        self._check_step_inputs(inputs)
+        input_mask, recurrent_mask = self._masks(inputs, states[0], training)
+        x = inputs if input_mask is None else inputs * input_mask
+        h, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
+        return h, new_states
+
+    def get_config(self):
+        config = {
+            "recurrent_activation": activation_config(self.recurrent_activation_name),
+            "candidate_activation": activation_config(self.candidate_activation_name),
+            "unit_forget_bias": self.unit_forget_bias,
+        }
+        return {**super().get_config(), **config}

@@ -1,0 +1,86 @@
+"""The fast full-sequence LSTM (eq. 10.40-10.44), built on `keras_seq.cells.LSTMCell`."""
+
+from keras import ops
+
+from keras_seq.cells.base import derivative_from_output
+from keras_seq.cells.lstm import LSTMCell
+from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, shift_in, sum_over_steps
+
+
+class LSTM(SequenceLayer):
+    """LSTM over whole sequences, eq. 10.40-10.44 of *Deep Learning*:
+
+        f = σ(b^f + U^f x + W^f h(t-1)),  g = σ(b^g + U^g x + W^g h(t-1)),  q = σ(b^o + U^o x + W^o h(t-1))
+        s(t) = f ⊙ s(t-1) + g ⊙ σ(b + U x + W h(t-1)),   h(t) = tanh(s(t)) ⊙ q
+
+    U x(t) for all steps and all four blocks is one matrix product before the loop; the loop keeps
+    W h(t-1) and the gate arithmetic. The gradient is written by hand: back through the steps for
+    the pre-activation gradients, then dW as one product (see `keras_seq.layers.base`).
+
+    Arguments are those of `keras_seq.cells.LSTMCell` (the book's `candidate_activation="sigmoid"`
+    by default; `"tanh"` is Keras's LSTM) and of `keras.layers.RNN` (`return_sequences`,
+    `return_state`, `go_backwards`, `stateful`, `unroll`). With `return_state=True` the states are
+    `[h, s]`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_seq.layers import LSTM
+    >>> out, h, s = LSTM(8, return_sequences=True, return_state=True)(np.zeros((2, 5, 3), "float32"))
+    >>> out.shape, h.shape, s.shape
+    ((2, 5, 8), (2, 8), (2, 8))
+    """
+
+    cell_class = LSTMCell
+    differentiated_activations = ("activation_name", "recurrent_activation_name", "candidate_activation_name")
+    num_internals = 4
+
+    def backward(self, args, residuals, upstream):
+        z, h0, s0, W, step_mask, recurrent_mask = args
+        hs, ss, f, g, c, q = residuals
+        dhs, dss = upstream
+        cell = self.cell
+        squash = cell.activation
+        dsquash = derivative_from_output(cell.activation_name)
+        dsigma = derivative_from_output(cell.recurrent_activation_name)
+        dcandidate = derivative_from_output(cell.candidate_activation_name)
+        W_t = ops.transpose(W)
+
+        def step(carry, inputs):
+            dh_next, ds_next = carry
+            dh_t, ds_t, m_t, s_t, s_prev, f_t, g_t, c_t, q_t = inputs
+            dh = dh_next + dh_t
+            tanh_s = squash(s_t)
+            ds = ds_next + ds_t + dh * q_t * dsquash(tanh_s)  # 10.43
+            da = ops.concatenate(
+                [
+                    ds * s_prev * dsigma(f_t),  # 10.41 through 10.40
+                    ds * c_t * dsigma(g_t),  # 10.42 through 10.40
+                    ds * g_t * dcandidate(c_t),  # the cell input of 10.40
+                    dh * tanh_s * dsigma(q_t),  # 10.44 through 10.43
+                ],
+                axis=-1,
+            )
+            dh_prev = ops.matmul(da, W_t) * recurrent_mask
+            ds_prev = ds * f_t
+            valid = m_t > 0
+            carry = [ops.where(valid, dh_prev, dh), ops.where(valid, ds_prev, ds_next + ds_t)]
+            return carry, [ops.where(valid, da, ops.zeros_like(da))]
+
+        (dh0, ds0), (dz,) = scan(
+            step,
+            [ops.zeros_like(h0), ops.zeros_like(s0)],
+            [dhs, dss, step_mask, ss, shift_in(s0, ss), f, g, c, q],
+            1,
+            reverse=True,
+        )
+        dW = sum_over_steps(shift_in(h0, hs) * recurrent_mask, dz)
+        return [dz, dh0, ds0, dW, ops.zeros_like(step_mask), ops.zeros_like(recurrent_mask)]
+
+
+forward_to_cell(
+    LSTM,
+    ["units", "activation", "recurrent_activation", "candidate_activation", "use_bias",
+     "unit_forget_bias", "dropout", "recurrent_dropout",
+     "U_f", "W_f", "b_f", "U_g", "W_g", "b_g", "U", "W", "b", "U_o", "W_o", "b_o"],
+)
