@@ -768,6 +768,10 @@ class CharTokenizer(keras.layers.Layer):
             name="char_lookup",
         )
 
+    def build(self, input_shape=None):
+        """No weights: the lookup table is built from the vocabulary at construction."""
+        self.built = True
+
     def call(self, words):
         words = tf.convert_to_tensor(words, dtype=tf.string)
         words = tf.reshape(words, [-1])
@@ -810,6 +814,10 @@ class PhonemeDetokenizer(keras.layers.Layer):
         self.tokens = _tokens_arg(vocabulary)
         if START not in self.tokens:
             raise ValueError("PhonemeDetokenizer needs an output vocabulary with <s> and </s>")
+
+    def build(self, input_shape=None):
+        """No weights."""
+        self.built = True
 
     def call(self, ids):
         ids = tf.cast(tf.convert_to_tensor(ids), tf.int32)
