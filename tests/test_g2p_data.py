@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 import keras
-from keras_seq.g2p import data as g2p_data
 from keras_seq.g2p.data import (
     CharTokenizer,
     PhonemeDetokenizer,

@@ -26,6 +26,12 @@ Conventions:
 - **Reserved ids.** Every vocabulary starts with ``<pad>`` (id 0) and ``<unk>`` (id 1, the
   out-of-vocabulary id); an output (phoneme) vocabulary continues with ``<s>`` (id 2, start)
   and ``</s>`` (id 3, end). The other tokens follow in sorted order.
+
+About the standard CMUdict split in ``shared/data/g2p/`` (train ``cmudict-0.7b.train-dev-20-21``,
+dev ``cmudict-0.7b.train-dev-1-21``): it was drawn per *pronunciation line*, not per word, so 721
+of the 5,447 dev words also occur in train, with a different pronunciation. Its files have
+one line per pronunciation (variants as repeated words, no ``(2)``), stress already removed,
+and some exact duplicate lines (variants that differed only in stress), which the reader drops.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -745,8 +751,10 @@ class CharTokenizer(keras.layers.Layer):
     result is int32 ``[B, T]`` padded with 0 (``<pad>``). Characters missing from the
     vocabulary map to 1 (``<unk>``), never to an error; invalid UTF-8 bytes are replaced by
     U+FFFD (hence ``<unk>``). Standard TensorFlow ops only (no ``py_function``), so the layer
-    runs inside a ``tf.function``, a SavedModel and TF Serving. It equals
-    :func:`encode_word` for every word.
+    runs inside a ``tf.function``, a SavedModel and TF Serving (string ops are not XLA ops:
+    keep it outside a ``jit_compile`` function). It equals :func:`encode_word` for every word
+    (case folding is ICU's in the graph and ``str.lower`` in Python; they agree on ASCII and
+    on ordinary letters of other scripts).
 
     Args:
         vocabulary: The input :class:`Vocabulary`, its token list, or its file.
