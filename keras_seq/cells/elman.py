@@ -1,5 +1,6 @@
 """The Elman RNN (hidden-to-hidden recurrence) of *Deep Learning*, eq. 10.8-10.11, Fig. 10.3."""
 
+import keras
 from keras import ops
 
 from keras_seq.cells.base import BlockView, BookCell, activation_config, check_units, get_activation
@@ -42,6 +43,7 @@ class OutputLayerMixin:
         }
 
 
+@keras.saving.register_keras_serializable(package="keras_seq")
 class ElmanCell(OutputLayerMixin, BookCell):
     """Elman RNN cell, eq. 10.8-10.11 of *Deep Learning* (Goodfellow, Bengio & Courville):
 
@@ -113,6 +115,7 @@ class ElmanCell(OutputLayerMixin, BookCell):
         return {**super().get_config(), **self._output_layer_config()}
 
 
+@keras.saving.register_keras_serializable(package="keras_seq")
 class OutputFeedbackCell(OutputLayerMixin, BookCell):
     """Output-to-hidden recurrence, Fig. 10.4 of *Deep Learning* (Goodfellow, Bengio & Courville):
 

@@ -1,10 +1,12 @@
 """The gated recurrent unit of *Deep Learning*, section 10.10.2, eq. 10.45-10.47."""
 
+import keras
 from keras import ops
 
 from keras_seq.cells.base import BlockView, BookCell, activation_config, get_activation
 
 
+@keras.saving.register_keras_serializable(package="keras_seq")
 class GRUCell(BookCell):
     """GRU cell, eq. 10.45-10.47 of *Deep Learning* (Goodfellow, Bengio & Courville):
 

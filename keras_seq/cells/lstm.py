@@ -1,10 +1,12 @@
 """The long short-term memory cell of *Deep Learning*, section 10.10.1, eq. 10.40-10.44."""
 
+import keras
 from keras import ops
 
 from keras_seq.cells.base import BlockView, BookCell, activation_config, get_activation
 
 
+@keras.saving.register_keras_serializable(package="keras_seq")
 class LSTMCell(BookCell):
     """LSTM cell, eq. 10.40-10.44 of *Deep Learning* (Goodfellow, Bengio & Courville):
 

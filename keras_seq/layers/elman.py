@@ -1,5 +1,6 @@
 """The fast full-sequence Elman RNN (eq. 10.8-10.11), built on `keras_seq.cells.ElmanCell`."""
 
+import keras
 from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
@@ -7,6 +8,7 @@ from keras_seq.cells.elman import ElmanCell
 from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, shift_in, sum_over_steps
 
 
+@keras.saving.register_keras_serializable(package="keras_seq")
 class ElmanRNN(SequenceLayer):
     """Elman RNN over whole sequences, eq. 10.8-10.11 (Fig. 10.3) of *Deep Learning*:
 

@@ -1,5 +1,6 @@
 """The fast full-sequence GRU (eq. 10.45-10.47), built on `keras_seq.cells.GRUCell`."""
 
+import keras
 from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
@@ -7,6 +8,7 @@ from keras_seq.cells.gru import GRUCell
 from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, shift_in, sum_over_steps
 
 
+@keras.saving.register_keras_serializable(package="keras_seq")
 class GRU(SequenceLayer):
     """GRU over whole sequences, eq. 10.45-10.47 of *Deep Learning*:
 

@@ -1,5 +1,6 @@
 """The fast full-sequence LSTM (eq. 10.40-10.44), built on `keras_seq.cells.LSTMCell`."""
 
+import keras
 from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
@@ -7,6 +8,7 @@ from keras_seq.cells.lstm import LSTMCell
 from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, shift_in, sum_over_steps
 
 
+@keras.saving.register_keras_serializable(package="keras_seq")
 class LSTM(SequenceLayer):
     """LSTM over whole sequences, eq. 10.40-10.44 of *Deep Learning*:
 
