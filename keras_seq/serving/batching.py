@@ -1,0 +1,234 @@
+"""Server-side batching: concurrent `Session::Run` calls merged into one, as `--enable_batching`.
+
+TF Serving wraps each servable's session in a batching session fed by a shared batch scheduler.
+`BatchScheduler.run` has the signature of a runner (see `inference.direct_runner`): a request's
+feeds join a queue, a worker thread takes the oldest task together with every queued task that
+has the same servable, feeds, fetches, dtypes and inner shapes (up to `max_batch_size` rows, waiting
+at most `batch_timeout_micros` for more), concatenates them along dimension 0, pads the batch to
+the next `allowed_batch_sizes` entry, runs it once and hands each request its rows back.
+
+Where TF Serving would reject a batch whose tasks have different inner shapes (with padding off),
+this scheduler puts such tasks in different batches instead.
+"""
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from keras_seq.serving import errors
+
+
+@dataclass
+class BatchingOptions:
+    """The fields of TF Serving's BatchingParameters that apply here, with its defaults."""
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    allowed_batch_sizes: tuple = ()
+
+    @classmethod
+    def from_proto(cls, params):
+        """Reads a (dynamically declared) BatchingParameters message; unset fields keep defaults."""
+        options = cls()
+        for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+            if params.HasField(name):
+                setattr(options, name, int(getattr(params, name).value))
+        options.allowed_batch_sizes = tuple(int(s) for s in params.allowed_batch_sizes)
+        options.validate()
+        return options
+
+    def validate(self):
+        """Raises ServingError(INVALID_ARGUMENT) for settings TF Serving refuses."""
+        if self.max_batch_size <= 0:
+            raise errors.invalid_argument(f"max_batch_size must be positive; was {self.max_batch_size}")
+        if self.num_batch_threads <= 0:
+            raise errors.invalid_argument(f"num_batch_threads must be positive; was {self.num_batch_threads}")
+        sizes = self.allowed_batch_sizes
+        if sizes:
+            if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] <= 0:
+                raise errors.invalid_argument("allowed_batch_sizes entries must be monotonically increasing")
+            if sizes[-1] != self.max_batch_size:
+                raise errors.invalid_argument(
+                    "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+                    f"{sizes[-1]}; expected {self.max_batch_size}"
+                )
+
+
+class _Task:
+    """One request's Session::Run, waiting in the queue for its rows of a batch."""
+
+    def __init__(self, servable, feeds, fetches, size):
+        self.servable = servable
+        self.feeds = feeds
+        self.fetches = fetches
+        self.size = size
+        self.key = (
+            id(servable),
+            tuple(fetches),
+            tuple((name, value.dtype.str, value.shape[1:]) for name, value in feeds),
+        )
+        self.enqueued = time.monotonic()
+        self.taken = False
+        self.done = threading.Event()
+        self.outputs = None
+        self.error = None
+
+
+def _check_batchable(feeds):
+    """Each request's inputs need a batch dimension of one size (batching_util.h)."""
+    sizes = set()
+    for _, value in feeds:
+        if value.ndim < 1:
+            raise errors.invalid_argument("Batching Run() input tensors must have at least one dimension")
+        sizes.add(value.shape[0])
+    if len(sizes) > 1:
+        raise errors.invalid_argument("Batching Run() input tensors must have equal 0th-dimension size")
+    return sizes.pop() if sizes else 0
+
+
+class BatchScheduler:
+    """Merges concurrent runs into batches executed by `num_batch_threads` workers.
+
+    Args:
+        options: a `BatchingOptions`.
+
+    Use `scheduler.run` wherever a runner is expected, and `close()` it at shutdown.
+    """
+
+    def __init__(self, options):
+        options.validate()
+        self.options = options
+        self._queue = collections.deque()
+        self._queued_rows = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.batches_run = 0
+        self._workers = [
+            threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
+            for i in range(options.num_batch_threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    # -- the runner interface
+    def run(self, servable, feeds, fetches, timeout_ms=None):
+        """Queues one run, waits for its batch, returns its own rows of every fetch."""
+        size = _check_batchable(feeds)
+        if size > self.options.max_batch_size:
+            raise errors.invalid_argument(
+                f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
+            )
+        task = _Task(servable, feeds, fetches, size)
+        with self._cond:
+            if self._closed:
+                raise errors.ServingError(grpc.StatusCode.UNAVAILABLE, "The batch scheduler is shut down")
+            capacity = self.options.max_enqueued_batches * self.options.max_batch_size
+            if self._queued_rows + size > capacity:
+                raise errors.ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full",
+                )
+            self._queue.append(task)
+            self._queued_rows += size
+            self._cond.notify()
+        task.done.wait()
+        if task.error is not None:
+            raise task.error
+        return task.outputs
+
+    def close(self):
+        """Stops the workers after the queued batches have run."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join(timeout=30)
+
+    # -- the workers
+    def _collect(self, key):
+        """The queued tasks with `key` that fit in one batch, oldest first, and their row count."""
+        batch, rows = [], 0
+        for task in self._queue:
+            if task.key == key and rows + task.size <= self.options.max_batch_size:
+                batch.append(task)
+                rows += task.size
+        return batch, rows
+
+    def _next_batch(self):
+        timeout = self.options.batch_timeout_micros / 1e6
+        with self._cond:
+            while True:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return None
+                first = self._queue[0]
+                deadline = first.enqueued + timeout
+                while True:
+                    batch, rows = self._collect(first.key)
+                    remaining = deadline - time.monotonic()
+                    if rows >= self.options.max_batch_size or remaining <= 0 or self._closed:
+                        break
+                    self._cond.wait(remaining)
+                    if first.taken:
+                        break
+                if first.taken:
+                    continue
+                for task in batch:
+                    task.taken = True
+                    self._queue.remove(task)
+                    self._queued_rows -= task.size
+                return batch
+
+    def _work(self):
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _padded_size(self, rows):
+        for allowed in self.options.allowed_batch_sizes:
+            if allowed >= rows:
+                return allowed
+        return rows
+
+    def _execute(self, batch):
+        first = batch[0]
+        rows = sum(task.size for task in batch)
+        padded = self._padded_size(rows)
+        try:
+            feeds = []
+            for i, (name, _) in enumerate(first.feeds):
+                parts = [task.feeds[i][1] for task in batch]
+                if padded > rows and rows > 0:
+                    filler = parts[0][:1]
+                    parts.append(np.repeat(filler, padded - rows, axis=0))
+                feeds.append((name, np.concatenate(parts, axis=0)))
+            outputs = first.servable.run(feeds, first.fetches)
+            for output in outputs:
+                if np.ndim(output) < 1 or output.shape[0] != padded:
+                    raise errors.ServingError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        "Batched output tensor has 0th dimension "
+                        f"{'none' if np.ndim(output) < 1 else output.shape[0]}, which does not equal the "
+                        f"batch size {padded}",
+                    )
+            start = 0
+            for task in batch:
+                task.outputs = [output[start : start + task.size] for output in outputs]
+                start += task.size
+        except Exception as e:  # every task of a failed batch gets the batch's status
+            error = errors.from_tensorflow_error(e)
+            for task in batch:
+                task.error = error
+        self.batches_run += 1
+        for task in batch:
+            task.done.set()

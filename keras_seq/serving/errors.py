@@ -1,0 +1,78 @@
+"""The one error type of the serving package: a gRPC status code and a message.
+
+The server raises `ServingError` wherever TF Serving returns a non-OK status, and turns it into the
+RPC's status; the client raises it for every failed call, so code written against one side reads
+the same as code written against the other.
+"""
+
+import grpc
+
+# TF Serving cuts long status messages and marks the cut (model_servers/grpc_status_util.cc).
+MAX_MESSAGE_CHARS = 1024
+TRUNCATED_SUFFIX = "...TRUNCATED"
+
+
+def truncate_message(message):
+    """Returns `message` cut to TF Serving's limit, with its marker when it was cut."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[:MAX_MESSAGE_CHARS] + TRUNCATED_SUFFIX
+
+
+class ServingError(Exception):
+    """A failed serving call: a `grpc.StatusCode` and the status message.
+
+    Args:
+        code: a `grpc.StatusCode` (for example `grpc.StatusCode.NOT_FOUND`).
+        message: the status message, as TF Serving words it.
+
+    Example:
+        >>> err = ServingError(grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(m)")
+        >>> err.code.name, err.message
+        ('NOT_FOUND', 'Servable not found for request: Latest(m)')
+    """
+
+    def __init__(self, code, message):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+def invalid_argument(message):
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(message):
+    return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def failed_precondition(message):
+    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def internal(message):
+    return ServingError(grpc.StatusCode.INTERNAL, message)
+
+
+# TensorFlow's error codes are absl codes, whose numbers gRPC shares.
+_CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def code_from_number(number):
+    """Maps an absl/TensorFlow error code number to a `grpc.StatusCode` (UNKNOWN when unmapped)."""
+    return _CODES_BY_NUMBER.get(int(number), grpc.StatusCode.UNKNOWN)
+
+
+def from_tensorflow_error(error):
+    """Turns a `tf.errors.OpError` (or any other exception) into a `ServingError`.
+
+    TensorFlow errors keep their code and message, as TF Serving passes Session::Run's status on;
+    anything else becomes UNKNOWN with the exception's text.
+    """
+    if isinstance(error, ServingError):
+        return error
+    error_code = getattr(error, "error_code", None)
+    message = getattr(error, "message", None)
+    if error_code is not None and message is not None:
+        return ServingError(code_from_number(error_code), message)
+    return ServingError(grpc.StatusCode.UNKNOWN, str(error) or type(error).__name__)
