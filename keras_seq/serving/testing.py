@@ -73,6 +73,21 @@ class HalfPlusTwo(tf.Module):
     def matrix(self, x):
         return {"y": tf.matmul(x, tf.ones([4, 2])) * self.a}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def batch_size(self, x):
+        """Each row gets the size of the batch it was run in (shows server-side batching)."""
+        return {"n": tf.fill(tf.shape(x), tf.shape(x)[0])}
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.float32, name="x"), tf.TensorSpec([], tf.int32, name="iterations")]
+    )
+    def slow(self, x, iterations):
+        """Spins `iterations` times, to keep a request in flight."""
+        _, total = tf.while_loop(
+            lambda i, t: i < iterations, lambda i, t: (i + 1, t + tf.sin(t)), [tf.constant(0), tf.reduce_sum(x)]
+        )
+        return {"y": x * 0.0 + total * 0.0 + self.b}
+
     def _features(self, serialized):
         parsed = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})
         return parsed["x"][:, 0]
@@ -96,6 +111,8 @@ def write_half_plus_two(base_path, version=1, a=0.5, b=2.0, warmup=True):
         "matrix": module.matrix,
         "regress": module.regress,
         "classify": module.classify,
+        "batch_size": module.batch_size,
+        "slow": module.slow,
     }
     requests = [predict_request("half_plus_two", {"x": tf.constant([1.0, 2.0]).numpy()})] if warmup else None
     return _atomic_save(module, base_path, version, signatures, requests)
@@ -238,3 +255,39 @@ def make_certificates(directory, common_name="127.0.0.1"):
         "rogue_key": write("rogue.key", key_pem(rogue_key)),
         "rogue_cert": write("rogue.pem", cert_pem(rogue)),
     }
+
+
+def write_toy_repository(root):
+    """The repository the contract tests expect: `half_plus_two` (versions 1 and 2), `g2p` and
+    `two_inputs`, plus a `models.config` for a real TF Serving mounted at the same path.
+
+    Returns the ModelServerConfig.
+    """
+    from keras_seq.serving import config as config_lib
+
+    write_half_plus_two(os.path.join(root, "half_plus_two"), 1, a=0.5, b=2.0)
+    write_half_plus_two(os.path.join(root, "half_plus_two"), 2, a=1.0, b=3.0)
+    write_words(os.path.join(root, "g2p"), 1)
+    write_two_inputs(os.path.join(root, "two_inputs"), 1)
+    config = config_lib.ModelServerConfig()
+    for name in ("half_plus_two", "g2p", "two_inputs"):
+        model = config.model_config_list.config.add(
+            name=name, base_path=os.path.join(os.path.abspath(root), name), model_platform="tensorflow"
+        )
+        if name == "half_plus_two":
+            model.model_version_policy.all.SetInParent()
+            model.version_labels["stable"] = 1
+            model.version_labels["canary"] = 2
+    from google.protobuf import text_format
+
+    with open(os.path.join(root, "models.config"), "w", encoding="utf-8") as f:
+        f.write(text_format.MessageToString(config))
+    return config
+
+
+if __name__ == "__main__":
+    # python -m keras_seq.serving.testing DIR: writes the toy repository for a real TF Serving.
+    import sys
+
+    write_toy_repository(sys.argv[1])
+    print(f"wrote {sys.argv[1]}/models.config")
