@@ -402,11 +402,10 @@ def sample(
 # --------------------------------------------------------------------------------------------
 
 
-def _flat_rows(batch_by_beam):
-    """``[B, K]`` beam indices -> ``[B * K]`` row indices into the batch-major flat layout."""
-    beam_width = batch_by_beam.shape[-1]
-    offsets = ops.arange(ops.shape(batch_by_beam)[0], dtype="int32") * beam_width
-    return ops.reshape(batch_by_beam + offsets[:, None], (-1,))
+def _flat_rows(beams, beam_width):
+    """``[B, n]`` beam indices -> ``[B * n]`` rows of the batch-major ``[B * beam_width]`` layout."""
+    offsets = ops.arange(ops.shape(beams)[0], dtype="int32") * beam_width
+    return ops.reshape(beams + offsets[:, None], (-1,))
 
 
 def _gather_rows(structure, rows):
@@ -544,7 +543,7 @@ def beam_search(
             )
             is_greedy = ops.reshape(ops.equal(top, greedy_candidate[:, None]), (-1,))
 
-        rows = _flat_rows(top // vocab_size)  # [N], the parent of each new beam
+        rows = _flat_rows(top // vocab_size, beam_width)  # [N], the parent of each new beam
         new_tokens = ops.reshape(top % vocab_size, (-1,))
         log_probs = ops.reshape(
             ops.take_along_axis(
@@ -571,7 +570,7 @@ def beam_search(
     # Final ranking by penalized score (already the loop's order; sorting again is cheap).
     scores = ops.reshape(_penalized(log_probs, lengths, alpha), (-1, beam_width))
     scores, order = ops.top_k(scores, num_results)
-    rows = _flat_rows(ops.cast(order, "int32"))
+    rows = _flat_rows(ops.cast(order, "int32"), beam_width)
     buffer, lengths, log_probs = _gather_rows((buffer, lengths, log_probs), rows)
     return {
         "tokens": ops.reshape(buffer, (-1, num_results, max_length)),
