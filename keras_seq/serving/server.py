@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import grpc
 from tensorflow_serving.apis import (
     get_model_status_pb2,
-    model_service_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
@@ -207,7 +207,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def HandleReloadConfigRequest(self, request, context):
         def handle():
             self.core.apply_config(request.config)
-            return model_service_pb2.ReloadConfigResponse()
+            return model_management_pb2.ReloadConfigResponse()
 
         return _call(context, handle)
 
