@@ -72,7 +72,7 @@ greedy = decoding.greedy_search(step_fn, state, start, max_length=6, end_token=4
 beams = decoding.beam_search(step_fn, state, start, max_length=6, end_token=4, beam_width=3)
 samples = decoding.sample(step_fn, state, start, max_length=6, end_token=4,
                           temperature=0.8, top_k=3, seed=1)
-greedy["tokens"].shape, beams["tokens"].shape  # (2, 6), (2, 3, 6)
+ops.shape(greedy["tokens"]), ops.shape(beams["tokens"])  # (2, 6), (2, 3, 6)
 ```
 """
 
@@ -155,7 +155,7 @@ def tile_beams(state, beam_width):
 
     Example:
 
-    >>> tile_beams({"h": ops.ones((2, 3))}, 4)["h"].shape
+    >>> ops.shape(tile_beams({"h": ops.ones((2, 3))}, 4)["h"])
     (8, 3)
     """
     _check_static_int("beam_width", beam_width, 1)
@@ -364,7 +364,7 @@ def sample(
     >>> table = ops.convert_to_tensor([[0.0, 2.0, 1.0], [0.0, 0.0, 3.0], [1.0, 0.0, 0.0]])
     >>> step_fn = lambda tokens, state: (ops.take(table, tokens, axis=0), state)
     >>> out = sample(step_fn, ops.zeros((3, 1)), [0, 0, 0], 4, end_token=2, seed=7)
-    >>> out["tokens"].shape
+    >>> ops.shape(out["tokens"])
     (3, 4)
     """
     if top_k is not None:
@@ -488,7 +488,7 @@ def beam_search(
     >>> table = ops.convert_to_tensor([[0.0, 2.0, 1.0], [0.0, 0.0, 3.0], [1.0, 0.0, 0.0]])
     >>> step_fn = lambda tokens, state: (ops.take(table, tokens, axis=0), state)
     >>> out = beam_search(step_fn, ops.zeros((1, 1)), [0], 4, end_token=2, beam_width=3)
-    >>> out["tokens"].shape, out["scores"].shape
+    >>> ops.shape(out["tokens"]), ops.shape(out["scores"])
     ((1, 3, 4), (1, 3))
     """
     _check_static_int("max_length", max_length, 1)

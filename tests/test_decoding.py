@@ -222,6 +222,13 @@ def test_tile_beams_is_batch_major():
     np.testing.assert_array_equal(ops.convert_to_numpy(tiled["pair"][0]), [5, 5, 5, 7, 7, 7])
 
 
+def test_docstring_examples():
+    import doctest
+
+    failures, tried = doctest.testmod(decoding, optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failures == 0
+
+
 def test_invalid_arguments():
     model = ToyRNN()
     with pytest.raises(ValueError, match="num_results"):
