@@ -359,9 +359,9 @@ def test_tf_jit_compile():
 def test_jax_backend_jit():
     """Under KERAS_BACKEND=jax (a subprocess: the backend is fixed at import), jax.jit gives
     the same outputs as TensorFlow eagerly, sampling included (the sampler's RNG is backend-free)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {tests_dir!r})\n"
