@@ -244,7 +244,7 @@ class EncoderDecoder(keras.Model):
         """Creates every weight by running the model once on a dummy batch."""
         if self.built:
             return
-        ones = ops.ones((1, 1), "int32")
+        ones = ops.ones((1, 2), "int32")
         self.call({"encoder_inputs": ones, "decoder_inputs": ones})
         self.built = True
 
