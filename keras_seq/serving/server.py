@@ -253,8 +253,6 @@ def _batching_options(options):
     if options.batching is not None:
         return options.batching
     if options.batching_parameters_file:
-        if not options.enable_batching:
-            raise ValueError("--batching_parameters_file requires --enable_batching")
         return BatchingOptions.from_proto(config_lib.read_batching_parameters(options.batching_parameters_file))
     return BatchingOptions()
 
@@ -309,6 +307,8 @@ def create_server(options=None, **overrides):
     if options.monitoring_config_file:
         config_lib.read_monitoring_config(options.monitoring_config_file)  # validated, served by TF Serving only
         log.warning("Monitoring (Prometheus on the REST port) is served only by the tensorflow/serving container")
+    if options.batching_parameters_file and not options.enable_batching:
+        raise ValueError("--batching_parameters_file is set but --enable_batching is not")
     model_config = _model_config(options)
     credentials = _credentials(options)
     scheduler = BatchScheduler(_batching_options(options)) if options.enable_batching else None
