@@ -1,0 +1,15 @@
+"""The architectures of *Deep Learning* (Goodfellow, Bengio & Courville), ch. 10, as Keras models.
+
+- `SequenceTagger`: an output at every step, hidden-to-hidden recurrence (Fig. 10.3).
+- `OutputRecurrentTagger`: output-to-hidden recurrence with teacher forcing (Fig. 10.4, 10.6).
+- `SequenceClassifier`: one output for a whole sequence (Fig. 10.5).
+- `VectorToSequence`: a sequence generated from a fixed context vector (Fig. 10.9).
+- `ConditionalSequenceTagger`: output feedback conditioned on the input sequence (Fig. 10.10).
+- `BidirectionalTagger`: forward and backward states at every step (Fig. 10.11).
+"""
+
+from keras_seq.models.classifier import SequenceClassifier
+from keras_seq.models.output_feedback import (
+    ConditionalSequenceTagger, OutputRecurrentTagger, VectorToSequence,
+)
+from keras_seq.models.taggers import BidirectionalTagger, SequenceTagger
