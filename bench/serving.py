@@ -1,0 +1,233 @@
+"""Benchmark: serving a SavedModel through `keras-seq serve` over gRPC, and in-process.
+
+    python bench/serving.py                                   # a toy string model (no training needed)
+    python bench/serving.py --model_base_path export/g2p      # the G2P export, its newest version
+    python bench/serving.py --write_results                   # also update bench/RESULTS.md, "Serving"
+
+Through the local server on 127.0.0.1 (a separate process, started here), for batching off and on:
+throughput in words/s and p50/p99 latency of single-word Predict requests sent by 1, 8 and 32
+concurrent clients (each a thread with its own channel, looping for --seconds). In-process: the
+newest version loaded with `tf.saved_model.load`, its signature called on batches of 1 and 256
+words (words/s, median over rounds), and the same through the server's own session path.
+
+Anchor (issue 4): g2p-en decodes about 1,800 words/s on one thread; targets: >= 10x that at batch
+256 in-process, and p99 <= 20 ms at 8 concurrent single-word clients.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse
+import datetime
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from keras_seq.serving import testing
+from keras_seq.serving.repository import list_versions
+from keras_seq.serving.servable import Servable
+from keras_seq.serving.tensors import ndarray_to_proto
+
+WORDS = (
+    "the quick brown fox jumps over lazy dog serving recurrent network pronunciation phoneme grapheme "
+    "sequence model beam search greedy decoding attention encoder decoder language speech synthesis "
+    "dictionary carnegie mellon university tensor flow keras python benchmark latency throughput"
+).split()
+BATCHING_PARAMETERS = (
+    "max_batch_size {{ value: {max_batch} }} batch_timeout_micros {{ value: {timeout} }} "
+    "max_enqueued_batches {{ value: 1000 }} num_batch_threads {{ value: {threads} }}"
+)
+
+
+def start_server(base_path, model_name, batching, batch_timeout_micros, workdir):
+    """`python -m keras_seq.serving.server` on a free port; returns (process, address)."""
+    command = [sys.executable, "-m", "keras_seq.serving.server", "--port=0", f"--model_name={model_name}",
+               f"--model_base_path={os.path.abspath(base_path)}", "--file_system_poll_wait_seconds=-1"]
+    if batching:
+        params = os.path.join(workdir, "batching_parameters.txt")
+        with open(params, "w") as f:
+            f.write(BATCHING_PARAMETERS.format(max_batch=256, timeout=batch_timeout_micros, threads=os.cpu_count() or 1))
+        command += ["--enable_batching", f"--batching_parameters_file={params}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        match = re.search(r"Running gRPC ModelServer at ([\d.]+:\d+)", line)
+        if match:
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return process, match.group(1)
+    raise RuntimeError(f"the server did not start (exit code {process.wait()})")
+
+
+def run_clients(address, model_name, signature, input_key, clients, seconds):
+    """`clients` threads send single-word requests for `seconds`; returns (words/s, p50 ms, p99 ms, errors)."""
+    latencies, errors = [], []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def client(index):
+        channel = grpc.insecure_channel(address)
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        requests = []
+        for word in WORDS:
+            request = testing.predict_request(model_name, {}, signature)
+            request.inputs[input_key].CopyFrom(ndarray_to_proto(np.array([word.encode()], dtype=object)))
+            requests.append(request)
+        predict(requests[0], timeout=60)  # connect before the clock starts
+        barrier.wait()
+        mine, i, end = [], index, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            try:
+                predict(requests[i % len(requests)], timeout=60)
+                mine.append(time.perf_counter() - started)
+            except grpc.RpcError as e:
+                with lock:
+                    errors.append(e.code().name)
+            i += 1
+        channel.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return len(latencies) / elapsed, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(errors)
+
+
+def in_process(version_path, signature, input_key, batch, rounds):
+    """Words/s of the signature called in-process: tf.saved_model.load, and the server's session path."""
+    words = np.array([WORDS[i % len(WORDS)].encode() for i in range(batch)], dtype=object)
+    loaded = tf.saved_model.load(version_path)
+    function = loaded.signatures[signature]
+    tensor = tf.constant(words)
+    function(**{input_key: tensor})
+    eager = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        function(**{input_key: tensor})
+        eager.append(batch / (time.perf_counter() - started))
+    servable = Servable.load("bench", 0, version_path)
+    signature_def = servable.signature_defs[signature]
+    feeds = [(signature_def.inputs[input_key].name, words)]
+    fetches = [t.name for t in signature_def.outputs.values()]
+    servable.run(feeds, fetches)
+    session = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        servable.run(feeds, fetches)
+        session.append(batch / (time.perf_counter() - started))
+    servable.retire()
+    return statistics.median(eager), statistics.median(session)
+
+
+def write_results(path, section):
+    """Replaces (or appends) the `## Serving` section of bench/RESULTS.md, leaving the rest alone."""
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmark results\n"
+    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_base_path", help="model repository (default: a toy string model written to a temp dir)")
+    p.add_argument("--model_name", default="g2p")
+    p.add_argument("--signature", default="serving_default")
+    p.add_argument("--input_key", default="words")
+    p.add_argument("--clients", default="1,8,32")
+    p.add_argument("--seconds", type=float, default=5.0, help="duration of each client run")
+    p.add_argument("--batch_timeout_micros", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=20, help="in-process timing rounds")
+    p.add_argument("--write_results", action="store_true", help="update the Serving section of bench/RESULTS.md")
+    args = p.parse_args(argv)
+
+    workdir = tempfile.mkdtemp(prefix="bench-serving-")
+    try:
+        base_path, model_label = args.model_base_path, args.model_base_path
+        if base_path is None:
+            base_path = os.path.join(workdir, "g2p")
+            testing.write_words(base_path, 1)
+            model_label = "toy string model (keras_seq.serving.testing.write_words: regex + upper, no RNN)"
+        versions = list_versions(base_path)
+        if not versions:
+            raise SystemExit(f"no numeric version directory under {base_path}")
+        version_path = versions[max(versions)]
+
+        rows = []
+        for batching in (False, True):
+            process, address = start_server(base_path, args.model_name, batching, args.batch_timeout_micros, workdir)
+            try:
+                for clients in (int(c) for c in args.clients.split(",")):
+                    words_s, p50, p99, errors = run_clients(
+                        address, args.model_name, args.signature, args.input_key, clients, args.seconds
+                    )
+                    rows.append((batching, clients, words_s, p50, p99, errors))
+                    print(f"batching {'on ' if batching else 'off'} clients {clients:>2}: {words_s:8.0f} words/s  "
+                          f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  errors {errors}", flush=True)
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+        speeds = []
+        for batch in (1, 256):
+            eager, session = in_process(version_path, args.signature, args.input_key, batch, args.rounds)
+            speeds.append((batch, eager, session))
+            print(f"in-process batch {batch:>3}: {eager:10.0f} words/s (tf.saved_model.load), "
+                  f"{session:10.0f} words/s (server session path)", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    if args.write_results:
+        command = "python bench/serving.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        lines = [
+            "## Serving",
+            "",
+            f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other work), no GPU, "
+            f"Python {platform.python_version()}, TensorFlow {tf.__version__}, grpcio {grpc.__version__}",
+            f"- Command: `{command.strip()}`",
+            f"- Model: {model_label}, signature `{args.signature}`, version {max(versions)}",
+            "- Server: `keras-seq serve` in its own process on 127.0.0.1; clients are threads of the benchmark "
+            f"process, one single-word Predict at a time each, {args.seconds:g} s per row; batching on = "
+            f"max_batch_size 256, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads {os.cpu_count()}.",
+            "",
+            "| batching | clients | words/s | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {'on' if b else 'off'} | {c} | {w:.0f} | {p50:.2f} | {p99:.2f} | {e} |" for b, c, w, p50, p99, e in rows]
+        lines += [
+            "",
+            "In-process (median of rounds):",
+            "",
+            "| batch | words/s, `tf.saved_model.load` | words/s, server session path |",
+            "|---:|---:|---:|",
+        ]
+        lines += [f"| {b} | {e:.0f} | {s:.0f} |" for b, e, s in speeds]
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+        write_results(path, "\n".join(lines) + "\n\n")
+        print(f"wrote the Serving section of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
