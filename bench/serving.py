@@ -53,12 +53,21 @@ BATCHING_PARAMETERS = (
 
 def start_server(base_path, model_name, batching, batch_timeout_micros, workdir):
     """`python -m keras_seq.serving.server` on a free port; returns (process, address)."""
-    command = [sys.executable, "-m", "keras_seq.serving.server", "--port=0", f"--model_name={model_name}",
-               f"--model_base_path={os.path.abspath(base_path)}", "--file_system_poll_wait_seconds=-1"]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_seq.serving.server",
+        "--port=0",
+        f"--model_name={model_name}",
+        f"--model_base_path={os.path.abspath(base_path)}",
+        "--file_system_poll_wait_seconds=-1",
+    ]
     if batching:
         params = os.path.join(workdir, "batching_parameters.txt")
         with open(params, "w") as f:
-            f.write(BATCHING_PARAMETERS.format(max_batch=256, timeout=batch_timeout_micros, threads=os.cpu_count() or 1))
+            f.write(
+                BATCHING_PARAMETERS.format(max_batch=256, timeout=batch_timeout_micros, threads=os.cpu_count() or 1)
+            )
         command += ["--enable_batching", f"--batching_parameters_file={params}"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
@@ -183,8 +192,11 @@ def main(argv=None):
                         address, args.model_name, args.signature, args.input_key, clients, args.seconds
                     )
                     rows.append((batching, clients, words_s, p50, p99, errors))
-                    print(f"batching {'on ' if batching else 'off'} clients {clients:>2}: {words_s:8.0f} words/s  "
-                          f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  errors {errors}", flush=True)
+                    print(
+                        f"batching {'on ' if batching else 'off'} clients {clients:>2}: {words_s:8.0f} words/s  "
+                        f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  errors {errors}",
+                        flush=True,
+                    )
             finally:
                 process.terminate()
                 process.wait(timeout=60)
@@ -192,8 +204,11 @@ def main(argv=None):
         for batch in (1, 256):
             eager, session = in_process(version_path, args.signature, args.input_key, batch, args.rounds)
             speeds.append((batch, eager, session))
-            print(f"in-process batch {batch:>3}: {eager:10.0f} words/s (tf.saved_model.load), "
-                  f"{session:10.0f} words/s (server session path)", flush=True)
+            print(
+                f"in-process batch {batch:>3}: {eager:10.0f} words/s (tf.saved_model.load), "
+                f"{session:10.0f} words/s (server session path)",
+                flush=True,
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -214,7 +229,9 @@ def main(argv=None):
             "| batching | clients | words/s | p50 ms | p99 ms | errors |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        lines += [f"| {'on' if b else 'off'} | {c} | {w:.0f} | {p50:.2f} | {p99:.2f} | {e} |" for b, c, w, p50, p99, e in rows]
+        lines += [
+            f"| {'on' if b else 'off'} | {c} | {w:.0f} | {p50:.2f} | {p99:.2f} | {e} |" for b, c, w, p50, p99, e in rows
+        ]
         lines += [
             "",
             "In-process (median of rounds):",

@@ -90,17 +90,37 @@ def _wrong_content_length():
 
 
 BAD_REQUESTS = {
-    "wrong_dtype": (g2p_request(tensor=ndarray_to_proto(np.ones(2, np.float32))), INVALID,
-                    "Expects arg[0] to be string but float is provided"),
+    "wrong_dtype": (
+        g2p_request(tensor=ndarray_to_proto(np.ones(2, np.float32))),
+        INVALID,
+        "Expects arg[0] to be string but float is provided",
+    ),
     "negative_dims": (g2p_request(tensor=_negative_dims()), INVALID, "tensor parsing error: words"),
-    "dtype_unset": (g2p_request(tensor=tensor_pb2.TensorProto(string_val=[b"a"])), INVALID, "tensor parsing error: words"),
-    "output_filter_empty_name": (g2p_request(b"a", output_filter=[""]), INVALID,
-                                 "output tensor alias not found in signature:  Outputs expected to be in the set"),
-    "unknown_model": (g2p_request(b"a", model="nope"), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)"),
-    "unknown_signature": (g2p_request(b"a", signature="beam9"), grpc.StatusCode.FAILED_PRECONDITION,
-                          'Serving signature key "beam9" not found.'),
-    "missing_input": (g2p_request(b"a", model="two_inputs"), INVALID,
-                      "input size does not match signature: 1!=2 len({words}) != len({a,b})"),
+    "dtype_unset": (
+        g2p_request(tensor=tensor_pb2.TensorProto(string_val=[b"a"])),
+        INVALID,
+        "tensor parsing error: words",
+    ),
+    "output_filter_empty_name": (
+        g2p_request(b"a", output_filter=[""]),
+        INVALID,
+        "output tensor alias not found in signature:  Outputs expected to be in the set",
+    ),
+    "unknown_model": (
+        g2p_request(b"a", model="nope"),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Latest(nope)",
+    ),
+    "unknown_signature": (
+        g2p_request(b"a", signature="beam9"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        'Serving signature key "beam9" not found.',
+    ),
+    "missing_input": (
+        g2p_request(b"a", model="two_inputs"),
+        INVALID,
+        "input size does not match signature: 1!=2 len({words}) != len({a,b})",
+    ),
 }
 
 

@@ -30,8 +30,14 @@ def batching_server(base_path):
 
     def start(**batching):
         options = BatchingOptions(**{"num_batch_threads": 1, **batching})
-        server, port = create_server(model_base_path=base_path, model_name="m", port=0, enable_batching=True,
-                                     batching=options, file_system_poll_wait_seconds=-1)
+        server, port = create_server(
+            model_base_path=base_path,
+            model_name="m",
+            port=0,
+            enable_batching=True,
+            batching=options,
+            file_system_poll_wait_seconds=-1,
+        )
         servers.append(server)
         return server, Client(f"127.0.0.1:{port}", retries=0)
 
@@ -97,9 +103,17 @@ def test_batching_options_are_validated():
 
 def test_batching_parameters_file(base_path, tmp_path):
     params = tmp_path / "batching_parameters.txt"
-    params.write_text("max_batch_size { value: 16 } batch_timeout_micros { value: 1000 } num_batch_threads { value: 2 }")
-    server, port = create_server(model_base_path=base_path, model_name="m", port=0, enable_batching=True,
-                                 batching_parameters_file=str(params), file_system_poll_wait_seconds=-1)
+    params.write_text(
+        "max_batch_size { value: 16 } batch_timeout_micros { value: 1000 } num_batch_threads { value: 2 }"
+    )
+    server, port = create_server(
+        model_base_path=base_path,
+        model_name="m",
+        port=0,
+        enable_batching=True,
+        batching_parameters_file=str(params),
+        file_system_poll_wait_seconds=-1,
+    )
     try:
         assert server.scheduler.options.max_batch_size == 16
         assert server.scheduler.options.num_batch_threads == 2

@@ -84,8 +84,12 @@ def test_retry_reaches_a_server_that_comes_up(tmp_path):
     import threading
 
     servers = []
-    threading.Timer(0.5, lambda: servers.append(create_server(model_base_path=base, model_name="m", port=port,
-                                                              file_system_poll_wait_seconds=-1)[0])).start()
+    threading.Timer(
+        0.5,
+        lambda: servers.append(
+            create_server(model_base_path=base, model_name="m", port=port, file_system_poll_wait_seconds=-1)[0]
+        ),
+    ).start()
     try:
         with Client(f"127.0.0.1:{port}", timeout=5, retries=8, backoff=0.2) as c:
             assert c.predict("m", {"x": [2.0]})["y"].tolist() == [3.0]
@@ -111,8 +115,12 @@ def test_other_codes_are_not_retried(client):
 
 def test_deadline(client):
     with pytest.raises(ServingError) as info:
-        client.predict("half_plus_two", {"x": [1.0], "iterations": np.array(50_000_000, np.int32)},
-                       signature_name="slow", timeout=0.2)
+        client.predict(
+            "half_plus_two",
+            {"x": [1.0], "iterations": np.array(50_000_000, np.int32)},
+            signature_name="slow",
+            timeout=0.2,
+        )
     assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 

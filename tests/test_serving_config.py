@@ -62,9 +62,13 @@ def test_dockerfiles_pin_tf_serving_and_use_the_config_files(dockerfile, suffix)
     text = read(dockerfile)
     match = re.search(r"^FROM tensorflow/serving:(\S+)$", text, re.M)
     assert match and re.fullmatch(r"\d+\.\d+\.\d+" + re.escape(suffix), match.group(1))
-    for flag in ("--port=8500", "--rest_api_port=8501", "--model_config_file=/config/models.config",
-                 "--batching_parameters_file=/config/batching_parameters.txt",
-                 "--monitoring_config_file=/config/monitoring.config"):
+    for flag in (
+        "--port=8500",
+        "--rest_api_port=8501",
+        "--model_config_file=/config/models.config",
+        "--batching_parameters_file=/config/batching_parameters.txt",
+        "--monitoring_config_file=/config/monitoring.config",
+    ):
         assert flag in text
     assert "EXPOSE 8500 8501" in text
 
@@ -84,9 +88,14 @@ def test_local_server_serves_models_config(tmp_path):
     text = read("models.config").replace('"/models/', f'"{export}/')
     config_file = tmp_path / "models.config"
     config_file.write_text(text)
-    server, port = create_server(model_config_file=str(config_file), port=0, enable_batching=True,
-                                 batching_parameters_file=path("batching_parameters.txt"),
-                                 monitoring_config_file=path("monitoring.config"), file_system_poll_wait_seconds=-1)
+    server, port = create_server(
+        model_config_file=str(config_file),
+        port=0,
+        enable_batching=True,
+        batching_parameters_file=path("batching_parameters.txt"),
+        monitoring_config_file=path("monitoring.config"),
+        file_system_poll_wait_seconds=-1,
+    )
     try:
         with Client(f"127.0.0.1:{port}") as client:
             assert client.predict("g2p", ["abc"])["pronunciation"].tolist() == [b"A B C"]

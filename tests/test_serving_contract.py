@@ -148,7 +148,9 @@ def test_predict_every_signature(predictions):
     np.testing.assert_allclose(values_of(matrix.outputs["y"]), np.full([2, 2], 4.0))
     assert matrix.model_spec.signature_name == "matrix"
 
-    example = tf.train.Example(features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[2.0]))}))
+    example = tf.train.Example(
+        features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[2.0]))})
+    )
     serialized = words(example.SerializeToString())
     regress = predictions.Predict(request_for(HP2, {"inputs": serialized}, "regress"), timeout=30)
     assert list(regress.outputs["outputs"].float_val) == [5.0]
@@ -197,47 +199,82 @@ def test_tensor_proto_quirks_of_from_proto(predictions):
 
 
 def test_error_missing_model_spec(predictions):
-    expect_error(predictions.Predict, predict_pb2.PredictRequest(), grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+    expect_error(
+        predictions.Predict, predict_pb2.PredictRequest(), grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"
+    )
 
 
 def test_error_empty_name(predictions):
-    expect_error(predictions.Predict, request_for("", {"x": floats(1)}), grpc.StatusCode.INVALID_ARGUMENT,
-                 "ModelSpec has no name specified.")
+    expect_error(
+        predictions.Predict,
+        request_for("", {"x": floats(1)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ModelSpec has no name specified.",
+    )
 
 
 def test_error_unknown_label(predictions):
-    expect_error(predictions.Predict, request_for(HP2, {"x": floats(1)}, label="nightly"),
-                 grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label: nightly")
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": floats(1)}, label="nightly"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Unrecognized servable version label: nightly",
+    )
 
 
 def test_error_unknown_model_and_version(predictions):
-    expect_error(predictions.Predict, request_for("nope", {"x": floats(1)}), grpc.StatusCode.NOT_FOUND,
-                 "Servable not found for request: Latest(nope)")
-    expect_error(predictions.Predict, request_for(HP2, {"x": floats(1)}, version=99), grpc.StatusCode.NOT_FOUND,
-                 f"Servable not found for request: Specific({HP2}, 99)")
+    expect_error(
+        predictions.Predict,
+        request_for("nope", {"x": floats(1)}),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Latest(nope)",
+    )
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": floats(1)}, version=99),
+        grpc.StatusCode.NOT_FOUND,
+        f"Servable not found for request: Specific({HP2}, 99)",
+    )
 
 
 def test_error_unknown_signature(predictions):
-    expect_error(predictions.Predict, request_for(HP2, {"x": floats(1)}, "nope"), grpc.StatusCode.FAILED_PRECONDITION,
-                 'Serving signature key "nope" not found.')
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": floats(1)}, "nope"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        'Serving signature key "nope" not found.',
+    )
 
 
 def test_error_input_count(predictions):
-    expect_error(predictions.Predict, request_for(HP2, {"x": floats(1), "z": floats(1)}), grpc.StatusCode.INVALID_ARGUMENT,
-                 "input size does not match signature: 2!=1 len({x,z}) != len({x}). Sent extra: {z}. "
-                 "Missing but required: {}.")
-    expect_error(predictions.Predict, request_for("two_inputs", {"a": floats(1)}), grpc.StatusCode.INVALID_ARGUMENT,
-                 "input size does not match signature: 1!=2 len({a}) != len({a,b}). Sent extra: {}. "
-                 "Missing but required: {b}.")
-    expect_error(predictions.Predict, request_for(HP2, {}), grpc.StatusCode.INVALID_ARGUMENT,
-                 "input size does not match signature: 0!=1 len({}) != len({x}). Sent extra: {}. "
-                 "Missing but required: {x}.")
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": floats(1), "z": floats(1)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input size does not match signature: 2!=1 len({x,z}) != len({x}). Sent extra: {z}. Missing but required: {}.",
+    )
+    expect_error(
+        predictions.Predict,
+        request_for("two_inputs", {"a": floats(1)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input size does not match signature: 1!=2 len({a}) != len({a,b}). Sent extra: {}. Missing but required: {b}.",
+    )
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input size does not match signature: 0!=1 len({}) != len({x}). Sent extra: {}. Missing but required: {x}.",
+    )
 
 
 def test_error_wrong_input_name(predictions):
-    expect_error(predictions.Predict, request_for(HP2, {"X": floats(1)}), grpc.StatusCode.INVALID_ARGUMENT,
-                 "Signature input alias: x(feed name: serving_default_x:0) not found in request and no default "
-                 "value provided. Inputs expected to be in the request {X}, or default input alias set: ")
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"X": floats(1)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Signature input alias: x(feed name: serving_default_x:0) not found in request and no default "
+        "value provided. Inputs expected to be in the request {X}, or default input alias set: ",
+    )
 
 
 def test_error_tensor_parsing(predictions):
@@ -247,35 +284,70 @@ def test_error_tensor_parsing(predictions):
     short.tensor_shape.dim.add().size = 1
     unset = tensor_pb2.TensorProto(float_val=[1.0])
     for bad in (negative, short, unset):
-        expect_error(predictions.Predict, request_for(HP2, {"x": bad}), grpc.StatusCode.INVALID_ARGUMENT,
-                     "tensor parsing error: x")
+        expect_error(
+            predictions.Predict,
+            request_for(HP2, {"x": bad}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "tensor parsing error: x",
+        )
 
 
 def test_error_output_filter(predictions):
-    expect_error(predictions.Predict, request_for("g2p", {"words": words("a")}, output_filter=["nope"]),
-                 grpc.StatusCode.INVALID_ARGUMENT,
-                 "output tensor alias not found in signature: nope Outputs expected to be in the set "
-                 "{nbest,nbest_scores,pronunciation,score}.")
-    expect_error(predictions.Predict, request_for("g2p", {"words": words("a")}, output_filter=["score", "score"]),
-                 grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias: score")
+    expect_error(
+        predictions.Predict,
+        request_for("g2p", {"words": words("a")}, output_filter=["nope"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "output tensor alias not found in signature: nope Outputs expected to be in the set "
+        "{nbest,nbest_scores,pronunciation,score}.",
+    )
+    expect_error(
+        predictions.Predict,
+        request_for("g2p", {"words": words("a")}, output_filter=["score", "score"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "duplicate output tensor alias: score",
+    )
 
 
 def test_error_wrong_dtype(predictions):
-    expect_error(predictions.Predict, request_for(HP2, {"x": np.array([1], np.int32)}), grpc.StatusCode.INVALID_ARGUMENT,
-                 re.compile(r"^Expects arg\[\d+\] to be float but int32 is provided$"))
-    expect_error(predictions.Predict, request_for(HP2, {"x": words("a")}), grpc.StatusCode.INVALID_ARGUMENT,
-                 re.compile(r"^Expects arg\[\d+\] to be float but string is provided$"))
-    expect_error(predictions.Predict, request_for("two_inputs", {"a": floats(1), "b": floats(1)}),
-                 grpc.StatusCode.INVALID_ARGUMENT, re.compile(r"^Expects arg\[\d+\] to be int32 but float is provided$"))
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": np.array([1], np.int32)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        re.compile(r"^Expects arg\[\d+\] to be float but int32 is provided$"),
+    )
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": words("a")}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        re.compile(r"^Expects arg\[\d+\] to be float but string is provided$"),
+    )
+    expect_error(
+        predictions.Predict,
+        request_for("two_inputs", {"a": floats(1), "b": floats(1)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        re.compile(r"^Expects arg\[\d+\] to be int32 but float is provided$"),
+    )
 
 
 def test_error_wrong_shape(predictions):
-    expect_error(predictions.Predict, request_for(HP2, {"x": np.ones([2, 5], np.float32)}, "matrix"),
-                 grpc.StatusCode.INVALID_ARGUMENT, re.compile(r"Matrix size-incompatible: In\[0\]: \[2,5\], In\[1\]: \[4,2\]"))
-    expect_error(predictions.Predict, request_for(HP2, {"x": floats(1, 2)}, "matrix"),
-                 grpc.StatusCode.INVALID_ARGUMENT, re.compile(r"In\[0\]"))
-    expect_error(predictions.Predict, request_for("two_inputs", {"a": floats(1, 2), "b": np.array([1, 2, 3], np.int32)}),
-                 grpc.StatusCode.INVALID_ARGUMENT, re.compile(r"[Ii]ncompatible shapes|must be equal|shape"))
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": np.ones([2, 5], np.float32)}, "matrix"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        re.compile(r"Matrix size-incompatible: In\[0\]: \[2,5\], In\[1\]: \[4,2\]"),
+    )
+    expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": floats(1, 2)}, "matrix"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        re.compile(r"In\[0\]"),
+    )
+    expect_error(
+        predictions.Predict,
+        request_for("two_inputs", {"a": floats(1, 2), "b": np.array([1, 2, 3], np.int32)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        re.compile(r"[Ii]ncompatible shapes|must be equal|shape"),
+    )
 
 
 def test_server_stays_up_after_errors(predictions):
@@ -294,8 +366,11 @@ def _example_input(*xs):
     model_input = input_pb2.Input()
     for x in xs:
         example = model_input.example_list.examples.add()
-        example.CopyFrom(tf.train.Example(features=tf.train.Features(
-            feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[x]))})))
+        example.CopyFrom(
+            tf.train.Example(
+                features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[x]))})
+            )
+        )
     return model_input
 
 
@@ -316,24 +391,37 @@ def test_classify_and_regress_signatures(predictions):
 def test_classify_regress_multi_on_predict_signature(predictions):
     request = classification_pb2.ClassificationRequest(input=_example_input(1.0))
     request.model_spec.name = HP2
-    expect_error(predictions.Classify, request, grpc.StatusCode.FAILED_PRECONDITION,
-                 re.compile(r"^No classification inputs found in SignatureDef: "))
+    expect_error(
+        predictions.Classify,
+        request,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        re.compile(r"^No classification inputs found in SignatureDef: "),
+    )
     request = classification_pb2.ClassificationRequest(input=_example_input(1.0))
     request.model_spec.name = "two_inputs"
     expect_error(predictions.Classify, request, grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
     request = regression_pb2.RegressionRequest(input=_example_input(1.0))
     request.model_spec.name = HP2
-    expect_error(predictions.Regress, request, grpc.StatusCode.FAILED_PRECONDITION,
-                 re.compile(r"^No regression inputs found in SignatureDef: "))
+    expect_error(
+        predictions.Regress,
+        request,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        re.compile(r"^No regression inputs found in SignatureDef: "),
+    )
     request = inference_pb2.MultiInferenceRequest(input=_example_input(1.0))
     task = request.tasks.add(method_name="tensorflow/serving/predict")
     task.model_spec.name = HP2
-    expect_error(predictions.MultiInference, request, grpc.StatusCode.UNIMPLEMENTED,
-                 "Unsupported signature method_name: tensorflow/serving/predict")
+    expect_error(
+        predictions.MultiInference,
+        request,
+        grpc.StatusCode.UNIMPLEMENTED,
+        "Unsupported signature method_name: tensorflow/serving/predict",
+    )
     request = classification_pb2.ClassificationRequest(input=_example_input(1.0))
     request.model_spec.name, request.model_spec.signature_name = HP2, "nope"
-    expect_error(predictions.Classify, request, grpc.StatusCode.INVALID_ARGUMENT,
-                 "No signature was found with the name: nope")
+    expect_error(
+        predictions.Classify, request, grpc.StatusCode.INVALID_ARGUMENT, "No signature was found with the name: nope"
+    )
 
 
 def test_multi_inference(predictions):
@@ -346,8 +434,12 @@ def test_multi_inference(predictions):
     # TF2 SavedModels give every signature its own input placeholder, so tasks cannot share one.
     task = request.tasks.add(method_name="tensorflow/serving/classify")
     task.model_spec.name, task.model_spec.signature_name = HP2, "classify"
-    expect_error(predictions.MultiInference, request, grpc.StatusCode.INVALID_ARGUMENT,
-                 "Input tensor must be the same for all Signatures.")
+    expect_error(
+        predictions.MultiInference,
+        request,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Input tensor must be the same for all Signatures.",
+    )
 
 
 # ------------------------------------------------------------------------------- Metadata
@@ -367,7 +459,9 @@ def test_metadata_lists_every_signature(predictions):
     assert response.model_spec.signature_name == ""
     signatures = get_model_metadata_pb2.SignatureDefMap()
     assert response.metadata["signature_def"].Unpack(signatures)
-    assert {"serving_default", "matrix", "regress", "classify", "__saved_model_init_op"} <= set(signatures.signature_def)
+    assert {"serving_default", "matrix", "regress", "classify", "__saved_model_init_op"} <= set(
+        signatures.signature_def
+    )
     x = signatures.signature_def["serving_default"].inputs["x"]
     assert x.dtype == types_pb2.DT_FLOAT and [d.size for d in x.tensor_shape.dim] == [-1]
     g2p = predictions.GetModelMetadata(metadata_request("g2p"), timeout=30)
@@ -376,14 +470,30 @@ def test_metadata_lists_every_signature(predictions):
 
 
 def test_metadata_errors(predictions):
-    expect_error(predictions.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(),
-                 grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
-    expect_error(predictions.GetModelMetadata, metadata_request(HP2, fields=()), grpc.StatusCode.INVALID_ARGUMENT,
-                 "GetModelMetadataRequest must specify at least one metadata_field")
-    expect_error(predictions.GetModelMetadata, metadata_request(HP2, fields=("signature_def", "graph")),
-                 grpc.StatusCode.INVALID_ARGUMENT, "Metadata field graph is not supported")
-    expect_error(predictions.GetModelMetadata, metadata_request("nope"), grpc.StatusCode.NOT_FOUND,
-                 "Servable not found for request: Latest(nope)")
+    expect_error(
+        predictions.GetModelMetadata,
+        get_model_metadata_pb2.GetModelMetadataRequest(),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Missing ModelSpec",
+    )
+    expect_error(
+        predictions.GetModelMetadata,
+        metadata_request(HP2, fields=()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "GetModelMetadataRequest must specify at least one metadata_field",
+    )
+    expect_error(
+        predictions.GetModelMetadata,
+        metadata_request(HP2, fields=("signature_def", "graph")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Metadata field graph is not supported",
+    )
+    expect_error(
+        predictions.GetModelMetadata,
+        metadata_request("nope"),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Latest(nope)",
+    )
 
 
 # --------------------------------------------------------------------------------- Status
@@ -408,12 +518,24 @@ def test_status_lists_versions_newest_first(models):
 
 
 def test_status_errors(models):
-    expect_error(models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(), grpc.StatusCode.INVALID_ARGUMENT,
-                 "Missing ModelSpec")
-    expect_error(models.GetModelStatus, status_request(HP2, version=7), grpc.StatusCode.NOT_FOUND,
-                 f"Could not find version 7 of model {HP2}")
-    expect_error(models.GetModelStatus, status_request("nope"), grpc.StatusCode.NOT_FOUND,
-                 "Could not find any versions of model nope")
+    expect_error(
+        models.GetModelStatus,
+        get_model_status_pb2.GetModelStatusRequest(),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Missing ModelSpec",
+    )
+    expect_error(
+        models.GetModelStatus,
+        status_request(HP2, version=7),
+        grpc.StatusCode.NOT_FOUND,
+        f"Could not find version 7 of model {HP2}",
+    )
+    expect_error(
+        models.GetModelStatus,
+        status_request("nope"),
+        grpc.StatusCode.NOT_FOUND,
+        "Could not find any versions of model nope",
+    )
 
 
 # ------------------------------------------------------------------------------ Reload config
@@ -434,15 +556,30 @@ def test_reload_config_errors(models, server):
     if server[1] is None:
         pytest.skip("needs the repository path")
     base = server[1].core.manager(HP2).settings.base_path
-    expect_error(models.HandleReloadConfigRequest, reload_request((HP2, "relative/path", "tensorflow")),
-                 grpc.StatusCode.INVALID_ARGUMENT,
-                 f"Expected model {HP2} to have an absolute path or URI; got base_path()=relative/path")
-    expect_error(models.HandleReloadConfigRequest, reload_request((HP2, base, "tensorflow"), (HP2, base, "tensorflow")),
-                 grpc.StatusCode.INVALID_ARGUMENT, f"Illegal to list model {HP2} multiple times in config list")
-    expect_error(models.HandleReloadConfigRequest, reload_request((HP2, base, "")), grpc.StatusCode.INVALID_ARGUMENT,
-                 "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
-                 f"ModelServerConfig::model_platform, model name is {HP2}")
+    expect_error(
+        models.HandleReloadConfigRequest,
+        reload_request((HP2, "relative/path", "tensorflow")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"Expected model {HP2} to have an absolute path or URI; got base_path()=relative/path",
+    )
+    expect_error(
+        models.HandleReloadConfigRequest,
+        reload_request((HP2, base, "tensorflow"), (HP2, base, "tensorflow")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"Illegal to list model {HP2} multiple times in config list",
+    )
+    expect_error(
+        models.HandleReloadConfigRequest,
+        reload_request((HP2, base, "")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+        f"ModelServerConfig::model_platform, model name is {HP2}",
+    )
     request = model_management_pb2.ReloadConfigRequest()
     request.config.custom_model_config.Pack(model_server_config_pb2.ModelServerConfig())
-    expect_error(models.HandleReloadConfigRequest, request, grpc.StatusCode.INVALID_ARGUMENT,
-                 re.compile("Only ModelConfigList is currently supported"))
+    expect_error(
+        models.HandleReloadConfigRequest,
+        request,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        re.compile("Only ModelConfigList is currently supported"),
+    )

@@ -72,7 +72,9 @@ def test_short_load_has_no_failures(base_path):
         server.stop(5)
     assert not failures, failures[:3]
     assert len(latencies) == 400
-    print(f"8 clients x 50 requests: p50 {percentile_ms(latencies, 50):.1f} ms, p99 {percentile_ms(latencies, 99):.1f} ms")
+    print(
+        f"8 clients x 50 requests: p50 {percentile_ms(latencies, 50):.1f} ms, p99 {percentile_ms(latencies, 99):.1f} ms"
+    )
 
 
 def rss_kib(pid):
@@ -83,9 +85,18 @@ def rss_kib(pid):
 @pytest.mark.slow
 def test_load_32_clients_x_500_and_flat_memory(base_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "keras_seq.serving.server", "--port=0", "--model_name=g2p",
-         f"--model_base_path={base_path}", "--file_system_poll_wait_seconds=-1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "keras_seq.serving.server",
+            "--port=0",
+            "--model_name=g2p",
+            f"--model_base_path={base_path}",
+            "--file_system_poll_wait_seconds=-1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         port = None

@@ -16,6 +16,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from keras_seq.serving import Client, ServingError, config as config_lib, testing
@@ -46,8 +47,6 @@ def write_ssl_config(path, certs, client_verify):
         custom_ca=read(certs["ca_cert"]).decode(),
         client_verify=client_verify,
     )
-    from google.protobuf import text_format
-
     with open(path, "w", encoding="utf-8") as f:
         f.write(text_format.MessageToString(config))
     return path
@@ -59,8 +58,13 @@ def tls_server(base_path, certs, tmp_path):
 
     def start(client_verify):
         ssl_file = write_ssl_config(str(tmp_path / "ssl.config"), certs, client_verify)
-        server, port = create_server(model_base_path=base_path, model_name="m", port=0, ssl_config_file=ssl_file,
-                                     file_system_poll_wait_seconds=-1)
+        server, port = create_server(
+            model_base_path=base_path,
+            model_name="m",
+            port=0,
+            ssl_config_file=ssl_file,
+            file_system_poll_wait_seconds=-1,
+        )
         servers.append(server)
         return port
 
@@ -72,7 +76,9 @@ def tls_server(base_path, certs, tmp_path):
 def tls_client(port, certs, client_pair=None):
     extra = {}
     if client_pair:
-        extra = dict(private_key=read(certs[f"{client_pair}_key"]), certificate_chain=read(certs[f"{client_pair}_cert"]))
+        extra = dict(
+            private_key=read(certs[f"{client_pair}_key"]), certificate_chain=read(certs[f"{client_pair}_cert"])
+        )
     return Client(f"127.0.0.1:{port}", timeout=10, retries=0, root_certificates=read(certs["ca_cert"]), **extra)
 
 
@@ -101,13 +107,14 @@ def test_ssl_config_is_text_format_sslconfig(tmp_path):
     config = config_lib.read_ssl_config(str(path))
     assert (config.server_key, config.server_cert, config.custom_ca, config.client_verify) == ("k", "c", "ca", True)
     path.write_text('server_keyfile: "k"')
-    with pytest.raises(Exception):
+    with pytest.raises(text_format.ParseError):
         config_lib.read_ssl_config(str(path))
 
 
 def test_request_size_limit(base_path):
-    server, port = create_server(model_base_path=base_path, model_name="m", port=0, max_request_bytes=1 << 20,
-                                 file_system_poll_wait_seconds=-1)
+    server, port = create_server(
+        model_base_path=base_path, model_name="m", port=0, max_request_bytes=1 << 20, file_system_poll_wait_seconds=-1
+    )
     try:
         with Client(f"127.0.0.1:{port}", retries=0) as client:
             with pytest.raises(ServingError) as info:
@@ -147,9 +154,19 @@ def test_binds_loopback_by_default(base_path):
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(base_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "keras_seq.serving.server", "--port=0", "--model_name=m",
-         f"--model_base_path={base_path}", "--file_system_poll_wait_seconds=-1", "--shutdown_grace_seconds=30"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "keras_seq.serving.server",
+            "--port=0",
+            "--model_name=m",
+            f"--model_base_path={base_path}",
+            "--file_system_poll_wait_seconds=-1",
+            "--shutdown_grace_seconds=30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         port = None
@@ -163,8 +180,9 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(base_path):
         assert port, "".join(lines)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
-        slow = testing.predict_request("m", {"x": np.ones(1, np.float32), "iterations": np.array(400_000, np.int32)},
-                                       "slow")
+        slow = testing.predict_request(
+            "m", {"x": np.ones(1, np.float32), "iterations": np.array(400_000, np.int32)}, "slow"
+        )
         started = time.monotonic()
         predict(slow, timeout=120)
         single = time.monotonic() - started

@@ -44,8 +44,10 @@ class Stubs:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model
         response = self.status(request, timeout=30)
-        return [(s.version, State.Name(s.state), s.status.error_code, s.status.error_message)
-                for s in response.model_version_status]
+        return [
+            (s.version, State.Name(s.state), s.status.error_code, s.status.error_message)
+            for s in response.model_version_status
+        ]
 
 
 @pytest.fixture

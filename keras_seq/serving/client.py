@@ -88,8 +88,17 @@ class Client:
         options: extra gRPC channel options.
     """
 
-    def __init__(self, target, timeout=DEFAULT_TIMEOUT_S, retries=3, backoff=0.1, root_certificates=None,
-                 private_key=None, certificate_chain=None, options=()):
+    def __init__(
+        self,
+        target,
+        timeout=DEFAULT_TIMEOUT_S,
+        retries=3,
+        backoff=0.1,
+        root_certificates=None,
+        private_key=None,
+        certificate_chain=None,
+        options=(),
+    ):
         self.target = target
         self.timeout = timeout
         self.retries = retries
@@ -132,8 +141,9 @@ class Client:
         """Sends a ready PredictRequest; returns the PredictResponse."""
         return self.call(self.prediction.Predict, request, timeout)
 
-    def predict(self, model, inputs, signature_name="", version=None, version_label=None, output_filter=(),
-                timeout=None):
+    def predict(
+        self, model, inputs, signature_name="", version=None, version_label=None, output_filter=(), timeout=None
+    ):
         """Runs a signature; returns {output alias: NumPy array}.
 
         `inputs` is {alias: array-like}; a bare list of strings is sent as `words`.
@@ -161,8 +171,12 @@ class Client:
         state_names = get_model_status_pb2.ModelVersionStatus.State
         codes = {code.value[0]: code.name for code in grpc.StatusCode}
         return [
-            (s.version, state_names.Name(s.state), codes.get(s.status.error_code, str(s.status.error_code)),
-             s.status.error_message)
+            (
+                s.version,
+                state_names.Name(s.state),
+                codes.get(s.status.error_code, str(s.status.error_code)),
+                s.status.error_message,
+            )
             for s in response.model_version_status
         ]
 

@@ -236,15 +236,12 @@ def _fill_classifications(signature, n, values, result):
 def _fill_regressions(n, output, result):
     if not (output.ndim == 1 or (output.ndim == 2 and output.shape[1] == 1)):
         raise errors.invalid_argument(
-            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
-            f"{_shape_string(output)}"
+            f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {_shape_string(output)}"
         )
     if output.dtype != np.float32:
         raise errors.invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(output)}")
     if output.shape[0] != n:
-        raise errors.invalid_argument(
-            f"Input batch size did not match output batch size: {n} vs. {output.shape[0]}"
-        )
+        raise errors.invalid_argument(f"Input batch size did not match output batch size: {n} vs. {output.shape[0]}")
     for value in output.reshape(-1):
         result.regressions.add().value = float(value)
 
@@ -363,8 +360,7 @@ def read_warmup_records(version_path):
     except tf.errors.OpError as e:
         raise errors.ServingError(
             errors.grpc.StatusCode.DATA_LOSS,
-            f"Failed to read warmup data at {path}: {e.message}. Please verify your warmup data is in "
-            "TFRecord format.",
+            f"Failed to read warmup data at {path}: {e.message}. Please verify your warmup data is in TFRecord format.",
         ) from None
     logs = []
     for raw in records:

@@ -122,9 +122,7 @@ def check_model_config_list(config, allowed_roots=None):
                 f"ModelServerConfig::model_platform, model name is {model.name}"
             )
         if model.model_platform and model.model_platform != "tensorflow":
-            raise errors.invalid_argument(
-                f"Model {model.name} requested unsupported platform {model.model_platform}"
-            )
+            raise errors.invalid_argument(f"Model {model.name} requested unsupported platform {model.model_platform}")
         if not os.path.isabs(model.base_path):
             raise errors.invalid_argument(
                 f"Expected model {model.name} to have an absolute path or URI; got base_path()={model.base_path}"
@@ -372,7 +370,7 @@ class ServerCore:
         labels = {}
         for name, model_settings in wanted.items():
             available = set(self._models[name].available_versions())
-            for label, version in model_settings.labels.items():
+            for version in model_settings.labels.values():
                 if version not in available:
                     raise errors.failed_precondition(
                         f"Request to assign label to version {version} of model {name}, which is not "

@@ -139,9 +139,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Classify(self, request, context):
         def handle():
             _require_model_spec(request)
-            return _with_servable(
-                self.core, request.model_spec, lambda s: inference.classify(s, request, self.runner)
-            )
+            return _with_servable(self.core, request.model_spec, lambda s: inference.classify(s, request, self.runner))
 
         return _call(context, handle)
 
@@ -379,14 +377,22 @@ def build_parser():
     flag("--model_name", default="default", help="name of the model (ignored with --model_config_file)")
     flag("--model_base_path", help="absolute path of the model's versions directory")
     flag("--model_config_file", help="text-format ModelServerConfig (models.config)")
-    flag("--file_system_poll_wait_seconds", type=float, default=1.0,
-         help="seconds between polls for new versions (0: once, negative: never)")
+    flag(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="seconds between polls for new versions (0: once, negative: never)",
+    )
     flag("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     flag("--batching_parameters_file", help="text-format BatchingParameters")
     flag("--ssl_config_file", help="text-format SSLConfig (server_key, server_cert, custom_ca, client_verify)")
     flag("--monitoring_config_file", help="text-format MonitoringConfig (validated only)")
-    flag("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
-         help="largest request accepted; larger ones get RESOURCE_EXHAUSTED (default 64 MiB)")
+    flag(
+        "--max_request_bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest request accepted; larger ones get RESOURCE_EXHAUSTED (default 64 MiB)",
+    )
     flag("--grpc_max_threads", type=int, default=4 * (os.cpu_count() or 1))
     flag("--allowed_model_roots", help="comma-separated directories reloaded configs may use")
     flag("--max_num_load_retries", type=int, default=5)
@@ -395,8 +401,12 @@ def build_parser():
     flag("--num_request_iterations_for_warmup", type=int, default=1)
     flag("--tensorflow_intra_op_parallelism", type=int, default=0)
     flag("--tensorflow_inter_op_parallelism", type=int, default=0)
-    flag("--shutdown_grace_seconds", type=float, default=10.0,
-         help="on SIGTERM, how long running requests may take to finish")
+    flag(
+        "--shutdown_grace_seconds",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, how long running requests may take to finish",
+    )
     return p
 
 

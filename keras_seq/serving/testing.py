@@ -119,7 +119,9 @@ def write_half_plus_two(base_path, version=1, a=0.5, b=2.0, warmup=True):
 
 
 class TwoInputs(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="a"), tf.TensorSpec([None], tf.int32, name="b")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.float32, name="a"), tf.TensorSpec([None], tf.int32, name="b")]
+    )
     def serve(self, a, b):
         b = tf.cast(b, tf.float32)
         return {"sum": a + b, "prod": a * b}
@@ -234,7 +236,9 @@ def make_certificates(directory, common_name="127.0.0.1"):
         return path
 
     def key_pem(k):
-        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return k.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def cert_pem(c):
         return c.public_bytes(serialization.Encoding.PEM)
