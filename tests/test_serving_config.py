@@ -101,3 +101,26 @@ def test_local_server_serves_models_config(tmp_path):
             assert client.predict("g2p", ["abc"])["pronunciation"].tolist() == [b"A B C"]
     finally:
         server.stop(0)
+
+
+def test_serving_code_never_imports_model_code():
+    """The server and client serve SavedModels as TF Serving does: no keras, no keras_seq model code."""
+    import ast
+
+    package = os.path.join(os.path.dirname(SERVING), "keras_seq", "serving")
+    for filename in sorted(os.listdir(package)):
+        if not filename.endswith(".py"):
+            continue
+        with open(os.path.join(package, filename), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                assert module.split(".")[0] != "keras", f"{filename} imports {module}"
+                if module.startswith("keras_seq"):
+                    assert module.startswith("keras_seq.serving"), f"{filename} imports {module}"
