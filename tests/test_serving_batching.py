@@ -86,6 +86,11 @@ def test_batches_are_padded_to_allowed_sizes(batching_server):
     assert out["n"].tolist() == [4, 4, 4]
 
 
+def test_empty_batch_passes_through(batching_server):
+    _, client = batching_server(max_batch_size=8, allowed_batch_sizes=(2, 4, 8))
+    assert client.predict("m", {"x": np.zeros(0, np.float32)})["y"].shape == (0,)
+
+
 def test_scalar_inputs_cannot_be_batched(batching_server):
     _, client = batching_server(max_batch_size=8)
     with pytest.raises(ServingError) as info:

@@ -246,6 +246,17 @@ def test_error_unknown_signature(predictions):
     )
 
 
+def test_long_messages_are_truncated(predictions):
+    name = "s" * 2000
+    details = expect_error(
+        predictions.Predict,
+        request_for(HP2, {"x": floats(1)}, name),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        re.compile(r"^Serving signature key \"s+\.\.\.TRUNCATED$"),
+    )
+    assert len(details) == 1024 + len("...TRUNCATED")
+
+
 def test_error_input_count(predictions):
     expect_error(
         predictions.Predict,

@@ -195,6 +195,8 @@ class BatchScheduler:
             self._execute(batch)
 
     def _padded_size(self, rows):
+        if rows == 0:
+            return 0
         for allowed in self.options.allowed_batch_sizes:
             if allowed >= rows:
                 return allowed
@@ -208,7 +210,7 @@ class BatchScheduler:
             feeds = []
             for i, (name, _) in enumerate(first.feeds):
                 parts = [task.feeds[i][1] for task in batch]
-                if padded > rows and rows > 0:
+                if padded > rows:
                     filler = parts[0][:1]
                     parts.append(np.repeat(filler, padded - rows, axis=0))
                 feeds.append((name, np.concatenate(parts, axis=0)))
