@@ -368,3 +368,29 @@ def test_jax_backend_fits_and_runs_free():
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+# -- small pieces and errors ---------------------------------------------------------------------------
+def test_previous_outputs_shift_the_targets_one_step_right():
+    from keras_seq.models.base import previous_outputs
+
+    y_prev = keras.ops.convert_to_numpy(previous_outputs(np.array([[2, 0, 3]]), K))
+    np.testing.assert_array_equal(y_prev, [[np.zeros(K), one_hot(2), one_hot(0)]])
+
+
+def test_vector_to_sequence_without_targets_needs_a_length():
+    model = VectorToSequence(8, K)
+    with pytest.raises(ValueError, match="length"):
+        model(CONTEXT)
+    assert tuple(model.generate(CONTEXT, length=3).shape) == (3, 3, K)
+
+
+def test_unknown_input_keys_are_a_clear_error():
+    model, _ = build("conditional")
+    with pytest.raises(ValueError, match="'inputs'"):
+        model({"x": X, "targets": Y})
+
+
+def test_output_recurrence_refuses_dropout():
+    with pytest.raises(ValueError, match="dropout"):
+        OutputRecurrentTagger(8, K, cell_options={"dropout": 0.1})

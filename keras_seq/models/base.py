@@ -30,15 +30,19 @@ def output_layer(output_units, output_activation, name="output_layer"):
     return keras.layers.Dense(output_units, activation=output_activation, name=name)
 
 
+def check_keys(keys, key):
+    """A ValueError unless the input dict has `key` and at most "targets" besides."""
+    if key not in keys or set(keys) - {key, "targets"}:
+        raise ValueError(
+            f"Expected inputs {{'{key}': ..., 'targets': ...}} ('targets' optional), got keys "
+            f"{sorted(keys)}."
+        )
+
+
 def split_inputs(inputs, key):
     """`(inputs[key], inputs.get("targets"))` for a dict, `(inputs, None)` for a single tensor."""
     if isinstance(inputs, dict):
-        unknown = set(inputs) - {key, "targets"}
-        if key not in inputs or unknown:
-            raise ValueError(
-                f"Expected inputs {{'{key}': ..., 'targets': ...}} ('targets' optional), got keys "
-                f"{sorted(inputs)}."
-            )
+        check_keys(inputs, key)
         return inputs[key], inputs.get("targets")
     return inputs, None
 
@@ -46,6 +50,7 @@ def split_inputs(inputs, key):
 def input_shapes(input_shape, key):
     """The shapes of `inputs[key]` and of the targets (None if absent), from a build shape."""
     if isinstance(input_shape, dict):
+        check_keys(input_shape, key)
         return tuple(input_shape[key]), input_shape.get("targets")
     return tuple(input_shape), None
 
