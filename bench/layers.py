@@ -1,0 +1,292 @@
+"""Benchmark: the book LSTM/GRU (tanh candidate) against Keras's and torch's, on CPU.
+
+    python bench/layers.py                    # TensorFlow backend (the default path)
+    python bench/layers.py --backend both     # and the JAX backend, in a subprocess
+
+Times, in one process, interleaved (one call of every candidate per round), after warm-up, as
+medians over rounds: inference (training=False) and one training step (forward + backward + Adam on
+the mean squared error of the last output) at batch 64, 100 steps, 128 inputs, 256 units, float32.
+
+Candidates: `keras_seq.layers.LSTM/GRU(candidate_activation="tanh")`, `keras.layers.LSTM`,
+`keras.layers.GRU(reset_after=False)` (the book GRU's equations), `keras.layers.GRU()` (Keras's
+default reset_after=True, for information), `keras.layers.RNN(keras.layers.LSTMCell)`, and
+`torch.nn.LSTM/GRU` when torch is importable (a benchmark-only comparator, never a dependency).
+
+On TensorFlow each step is a `tf.function`, timed without XLA (what `model.fit` runs on a CPU-only
+machine, where `jit_compile="auto"` resolves to False) and with `jit_compile=True`, reported
+separately. On JAX everything is `jax.jit`-compiled.
+
+The FLOP floor is the forward's 2·B·T·(I+H)·kH (k = 4 blocks for the LSTM, 3 for the GRU), about
+3x that for a training step, at the rate of one (B·T, I+H) @ (I+H, 4H) matrix product measured in
+the same process.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+B, T, I, H = 64, 100, 128, 256
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backend", choices=["tensorflow", "jax", "both"], default="tensorflow")
+    p.add_argument("--rounds", type=int, default=15, help="timed rounds (medians over these)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls of each candidate first")
+    p.add_argument("--only", choices=["lstm", "gru"], default=None, help="one family only")
+    p.add_argument("--no-xla", action="store_true", help="TensorFlow: skip the jit_compile=True runs")
+    p.add_argument("--no-torch", action="store_true", help="skip torch even if importable")
+    return p.parse_args()
+
+
+def candidates(family):
+    """(name, layer factory, is_keras_reference) for one family."""
+    import keras
+
+    from keras_seq.layers import GRU, LSTM
+
+    if family == "lstm":
+        return [
+            ("book LSTM", lambda: LSTM(H, candidate_activation="tanh"), False),
+            ("keras LSTM", lambda: keras.layers.LSTM(H), True),
+            ("keras RNN(LSTMCell)", lambda: keras.layers.RNN(keras.layers.LSTMCell(H)), False),
+        ]
+    return [
+        ("book GRU", lambda: GRU(H, candidate_activation="tanh"), False),
+        ("keras GRU(reset_after=False)", lambda: keras.layers.GRU(H, reset_after=False), True),
+        ("keras GRU(reset_after=True)", lambda: keras.layers.GRU(H), False),
+    ]
+
+
+# -- one backend's step functions ------------------------------------------------------------------
+def tf_functions(make_layer, x, y, xla):
+    import keras
+    import tensorflow as tf
+
+    layer = make_layer()
+    layer(x)
+    variables = layer.trainable_variables
+    fns = {}
+
+    for jit in [False, True] if xla else [False]:
+        suffix = " xla" if jit else ""
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(variables)
+
+        @tf.function(jit_compile=jit)
+        def infer(x):
+            return layer(x, training=False)
+
+        @tf.function(jit_compile=jit)
+        def train(x, y, optimizer=optimizer):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(layer(x, training=True) - y))
+            optimizer.apply(tape.gradient(loss, variables), variables)
+            return loss
+
+        fns["infer" + suffix] = lambda infer=infer: infer(x).numpy()
+        fns["train" + suffix] = lambda train=train: train(x, y).numpy()
+    return fns
+
+
+def jax_functions(make_layer, x, y):
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    layer = make_layer()
+    layer(x)
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(layer.trainable_variables)
+    state = {"tv": trainable, "ov": [v.value for v in optimizer.variables]}
+
+    @jax.jit
+    def infer(tv, x):
+        return layer.stateless_call(tv, non_trainable, x, training=False)[0]
+
+    def loss_fn(tv, x, y):
+        out, _ = layer.stateless_call(tv, non_trainable, x, training=True)
+        return jnp.mean(jnp.square(out - y))
+
+    @jax.jit
+    def train(tv, ov, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(tv, x, y)
+        tv, ov = optimizer.stateless_apply(ov, grads, tv)
+        return loss, tv, ov
+
+    def run_train():
+        loss, state["tv"], state["ov"] = train(state["tv"], state["ov"], x, y)
+        loss.block_until_ready()
+
+    return {"infer": lambda: infer(state["tv"], x).block_until_ready(), "train": run_train}
+
+
+def torch_functions(family, x, y):
+    import torch
+
+    torch.manual_seed(0)
+    module = (torch.nn.LSTM if family == "lstm" else torch.nn.GRU)(I, H, batch_first=True)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    optimizer = torch.optim.Adam(module.parameters(), 1e-3)
+
+    def infer():
+        with torch.inference_mode():
+            return module(xt)[0][:, -1]
+
+    def train():
+        optimizer.zero_grad()
+        loss = torch.mean(torch.square(module(xt)[0][:, -1] - yt))
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    fns = {"infer": infer, "train": train}
+    return fns
+
+
+def matmul_rate(backend):
+    """FLOP/s of one (B·T, I+H) @ (I+H, 4H) float32 product (the size of the LSTM's forward)."""
+    import numpy as np
+
+    a = np.random.default_rng(0).normal(size=(B * T, I + H)).astype("float32")
+    b = np.random.default_rng(1).normal(size=(I + H, 4 * H)).astype("float32")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        a, b = tf.constant(a), tf.constant(b)
+        run = tf.function(lambda: tf.matmul(a, b))
+        call = lambda: run().numpy()  # noqa: E731
+    else:
+        import jax
+
+        mm = jax.jit(lambda a, b: a @ b)
+        call = lambda: mm(a, b).block_until_ready()  # noqa: E731
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 2 * B * T * (I + H) * 4 * H / statistics.median(times)
+
+
+# -- timing ------------------------------------------------------------------------------------------
+def time_interleaved(fns, rounds, warmup):
+    """fns: {(candidate, mode): callable}. One call of each per round; medians in ms."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(1e3 * (time.perf_counter() - start))
+    return {key: statistics.median(ts) for key, ts in times.items()}
+
+
+def ratio(a, b):
+    return f"{a / b:5.2f}" if a is not None and b else "   - "
+
+
+def report(family, names, keras_name, times, modes, rate):
+    blocks = 4 if family == "lstm" else 3
+    forward_flops = 2 * B * T * (I + H) * blocks * H
+    floor = {"infer": 1e3 * forward_flops / rate, "train": 3e3 * forward_flops / rate}
+    torch_name = "torch " + family.upper()
+    header = f"{'':32s}" + "".join(f"| {mode:>10s} ms  xKeras  xtorch " for mode in modes)
+    print(header)
+    print("-" * len(header))
+    for name in names + ["FLOP floor"]:
+        cells = []
+        for mode in modes:
+            if name == "FLOP floor":
+                t = floor[mode.split()[0]]
+            else:
+                t = times.get((name, mode))
+            # XLA rows compare with Keras under XLA; torch has one number per mode.
+            k = times.get((keras_name, mode))
+            tt = times.get((torch_name, mode.split()[0]))
+            cells.append(
+                f"| {t:13.1f}  {ratio(t, k)}   {ratio(t, tt)}  " if t is not None else f"| {'-':>13s}  {'':21s}"
+            )
+        print(f"{name:32s}" + "".join(cells))
+    print()
+
+
+def run_backend(args):
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    import keras
+    import numpy as np
+
+    assert keras.backend.backend() == backend, keras.backend.backend()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(B, T, I)).astype("float32")
+    y = rng.normal(size=(B, H)).astype("float32")
+
+    use_torch = False
+    if not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
+            use_torch = True
+        except ImportError:
+            print("torch is not importable: torch comparisons skipped")
+
+    import tensorflow as tf  # noqa: F401  (imported by keras on the TF backend; for versions)
+
+    print(f"backend {backend}, keras {keras.__version__}, batch {B}, steps {T}, inputs {I}, units {H}, "
+          f"float32, CPU, {len(os.sched_getaffinity(0))} cores"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if use_torch else ""))
+    rate = matmul_rate(backend)
+    print(f"matrix-product rate ({B * T}x{I + H} @ {I + H}x{4 * H}): {rate / 1e9:.1f} GFLOP/s\n")
+
+    xla = backend == "tensorflow" and not args.no_xla
+    modes = ["infer", "train"] + (["infer xla", "train xla"] if xla else [])
+    for family in [args.only] if args.only else ["lstm", "gru"]:
+        fns, names, keras_name = {}, [], None
+        for name, make, is_keras in candidates(family):
+            names.append(name)
+            keras_name = name if is_keras else keras_name
+            if backend == "tensorflow":
+                built = tf_functions(make, x, y, xla)
+            else:
+                built = jax_functions(make, x, y)
+            fns.update({(name, mode): fn for mode, fn in built.items()})
+        if use_torch:
+            name = "torch " + family.upper()
+            names.append(name)
+            fns.update({(name, mode): fn for mode, fn in torch_functions(family, x, y).items()})
+        times = time_interleaved(fns, args.rounds, args.warmup)
+        print(f"== {family.upper()}: median ms over {args.rounds} interleaved rounds "
+              f"(x = ratio of times; XLA columns compare with Keras under XLA) ==")
+        report(family, names, keras_name, times, modes if backend == "tensorflow" else ["infer", "train"], rate)
+
+
+def main():
+    args = parse_args()
+    if args.backend == "both":
+        for backend in ["tensorflow", "jax"]:
+            argv = [a for a in sys.argv[1:] if a not in ("both", "--backend=both")]
+            argv = [a for i, a in enumerate(argv) if not (a == "--backend")]
+            cmd = [sys.executable, __file__, "--backend", backend, *argv]
+            subprocess.run(cmd, check=True)
+        return
+    if os.environ.get("KERAS_BACKEND") != args.backend:
+        # The backend is chosen when keras is imported: run in a fresh process with it set.
+        env = dict(os.environ, KERAS_BACKEND=args.backend, TF_CPP_MIN_LOG_LEVEL="3")
+        if args.backend == "jax":
+            env.setdefault("JAX_PLATFORMS", "cpu")
+        sys.exit(subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
+    run_backend(args)
+
+
+if __name__ == "__main__":
+    main()
