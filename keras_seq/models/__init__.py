@@ -6,6 +6,8 @@
 - `VectorToSequence`: a sequence generated from a fixed context vector (Fig. 10.9).
 - `ConditionalSequenceTagger`: output feedback conditioned on the input sequence (Fig. 10.10).
 - `BidirectionalTagger`: forward and backward states at every step (Fig. 10.11).
+- `EncoderDecoder`: sequence to sequence of another length, with teacher forcing, beam search and
+  optional attention (Fig. 10.12).
 """
 
 from keras_seq.models.classifier import SequenceClassifier
@@ -13,3 +15,4 @@ from keras_seq.models.output_feedback import (
     ConditionalSequenceTagger, OutputRecurrentTagger, VectorToSequence,
 )
 from keras_seq.models.taggers import BidirectionalTagger, SequenceTagger
+from keras_seq.models.seq2seq import AdditiveAttention, EncoderDecoder
