@@ -160,13 +160,14 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(base_path):
             "keras_seq.serving.server",
             "--port=0",
             "--model_name=m",
-            f"--model_base_path={base_path}",
+            "--model_base_path=m",  # relative: resolved against the working directory
             "--file_system_poll_wait_seconds=-1",
             "--shutdown_grace_seconds=30",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        cwd=os.path.dirname(base_path),
     )
     try:
         port = None

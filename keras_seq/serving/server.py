@@ -414,11 +414,16 @@ def options_from_args(args):
     """ServerOptions from parsed command-line arguments."""
     if args.rest_api_port:
         log.warning("--rest_api_port is ignored: keras-seq serve speaks gRPC only")
+    base_path = args.model_base_path
+    if base_path and not os.path.isabs(base_path):
+        # TF Serving insists on absolute paths; on the command line, resolve against the cwd instead.
+        base_path = os.path.abspath(base_path)
+        log.info("Serving --model_base_path %s as %s", args.model_base_path, base_path)
     return ServerOptions(
         host=args.host,
         port=args.port,
         model_name=args.model_name,
-        model_base_path=args.model_base_path,
+        model_base_path=base_path,
         model_config_file=args.model_config_file,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         enable_batching=args.enable_batching,
