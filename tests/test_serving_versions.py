@@ -300,3 +300,15 @@ def test_reload_cannot_escape_model_roots(serve, tmp_path):
     with pytest.raises(grpc.RpcError):
         reload_config(stubs, config_with(str(root / "link" / "m")))
     assert stubs.y()[1] == 1
+
+
+def test_base_path_vanishing_for_a_while_unloads_nothing(serve, tmp_path):
+    base = str(tmp_path / "m")
+    testing.write_half_plus_two(base, 1, a=1.0, b=0.0, warmup=False)
+    _, stubs = serve(base)
+    os.rename(base, base + ".away")
+    time.sleep(0.5)  # several polls fail to list the base path
+    assert stubs.y() == (1.0, 1)
+    os.rename(base + ".away", base)
+    testing.write_half_plus_two(base, 2, a=2.0, b=0.0, warmup=False)
+    wait_for(lambda: stubs.y() == (2.0, 2))

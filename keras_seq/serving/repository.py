@@ -42,13 +42,9 @@ def parse_version(name):
 
 
 def list_versions(base_path):
-    """{version: directory} of the numeric children of `base_path` ({} when it cannot be read)."""
+    """{version: directory} of the numeric children of `base_path`; raises OSError if unreadable."""
     versions = {}
-    try:
-        entries = sorted(os.listdir(base_path))
-    except OSError:
-        return versions
-    for entry in entries:
+    for entry in sorted(os.listdir(base_path)):
         version = parse_version(entry)
         if version is not None and os.path.isdir(os.path.join(base_path, entry)):
             if version in versions:
@@ -218,7 +214,14 @@ class ModelManager:
         with self._poll_lock:
             if self.removed:
                 return
-            on_disk = list_versions(self.settings.base_path)
+            try:
+                on_disk = list_versions(self.settings.base_path)
+            except OSError as e:
+                # As TF Serving: a failed listing changes nothing (a glitch must not unload a model).
+                log.warning(
+                    "Could not list versions of servable %s under %s: %s", self.name, self.settings.base_path, e
+                )
+                return
             if not on_disk and not self._warned_empty:
                 log.warning(
                     "No versions of servable %s found under base path %s. Did you forget to name your "
