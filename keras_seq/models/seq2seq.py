@@ -174,6 +174,7 @@ class EncoderDecoder(keras.Model):
         self.attention = AdditiveAttention(units, name="attention") if attention else None
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.output_layer = keras.layers.Dense(output_vocabulary_size, name="output")  # o = c + V h
+        self.seed_generator = keras.random.SeedGenerator(0)  # scheduled sampling's draws
 
     # -- encoder ---------------------------------------------------------------------------------
     def encode(self, encoder_inputs, training=False):
@@ -227,12 +228,6 @@ class EncoderDecoder(keras.Model):
             mixed = ops.where(replace, shifted, tokens)
             logits = self.decode(mixed, initial, memory, memory_mask, training=training)
         return logits
-
-    @property
-    def seed_generator(self):
-        if not hasattr(self, "_seed_generator"):
-            self._seed_generator = keras.random.SeedGenerator(0)
-        return self._seed_generator
 
     @staticmethod
     def _unpack(inputs):
