@@ -20,6 +20,11 @@ from keras import tree
 
 from keras_seq.cells.base import derivative_from_output
 
+
+def no_gradient(x):
+    """The zero gradient of a constant argument (None for an absent one)."""
+    return None if x is None else ops.zeros_like(x)
+
 # Arguments of `keras.layers.Layer` itself; every other keyword of a fast layer belongs to its cell.
 _LAYER_KWARGS = (
     "name", "dtype", "trainable", "autocast", "activity_regularizer", "input_shape", "input_dim",
@@ -69,43 +74,68 @@ def _tf_scan(step, init, xs, num_outputs, reverse):
     return carry, [ta.stack() for ta in outputs]
 
 
-def with_gradient(forward, backward):
+def with_gradient(forward, backward, jit_compile=False):
     """The function `forward(*args)[0]` differentiated by `backward(args, residuals, upstream)`.
 
     `forward(*args)` returns `(outputs, residuals)`: a list of output tensors and whatever the
     backward pass needs. `backward` returns one gradient per argument (zeros for constants).
+    Arguments may be None (an absent optional input: no mask, say); they get no gradient.
+    `jit_compile=True` compiles the forward and backward passes with XLA on TensorFlow (JAX
+    compiles them anyway under `jax.jit`).
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        @tf.custom_gradient
+        if jit_compile:
+            forward = tf.function(forward, jit_compile=True, autograph=False)
+            backward = tf.function(backward, jit_compile=True, autograph=False)
+
         def fn(*args):
-            outputs, residuals = forward(*args)
+            present = [a is not None for a in args]
 
-            def grad(*upstream):
-                upstream = [ops.zeros_like(o) if u is None else u for u, o in zip(upstream, outputs)]
-                return list(backward(args, residuals, upstream))
+            @tf.custom_gradient
+            def differentiated(*tensors):
+                full = _refill(tensors, present)
+                outputs, residuals = forward(*full)
 
-            return outputs, grad
+                def grad(*upstream):
+                    upstream = [ops.zeros_like(o) if u is None else u for u, o in zip(upstream, outputs)]
+                    grads = backward(full, residuals, upstream)
+                    return [g for g, p in zip(grads, present) if p]
+
+                return outputs, grad
+
+            return differentiated(*[a for a in args if a is not None])
 
         return fn
     if backend == "jax":
         import jax
 
-        fn = jax.custom_vjp(lambda *args: forward(*args)[0])
+        def fn(*args):
+            present = [a is not None for a in args]
+            call = jax.custom_vjp(lambda *tensors: forward(*_refill(tensors, present))[0])
 
-        def fn_forward(*args):
-            outputs, residuals = forward(*args)
-            return outputs, (args, residuals)
+            def call_forward(*tensors):
+                outputs, residuals = forward(*_refill(tensors, present))
+                return outputs, (tensors, residuals)
 
-        def fn_backward(saved, upstream):
-            args, residuals = saved
-            return tuple(backward(args, residuals, list(upstream)))
+            def call_backward(saved, upstream):
+                tensors, residuals = saved
+                grads = backward(_refill(tensors, present), residuals, list(upstream))
+                return tuple(g for g, p in zip(grads, present) if p)
 
-        fn.defvjp(fn_forward, fn_backward)
+            call.defvjp(call_forward, call_backward)
+            return call(*[a for a in args if a is not None])
+
         return fn
     return lambda *args: forward(*args)[0]
+
+
+def _refill(tensors, present):
+    """The argument list with None where `present` is False, given the present tensors in order."""
+    tensors = iter(tensors)
+    return [next(tensors) if p else None for p in present]
 
 
 def time_major(x):
@@ -115,6 +145,12 @@ def time_major(x):
 def sum_over_steps(a, b):
     """Σ_t a(t)ᵀ b(t) for a of shape (T, B, m) and b of shape (T, B, n): one (m, n) product."""
     return ops.matmul(ops.transpose(ops.reshape(a, (-1, a.shape[-1]))), ops.reshape(b, (-1, b.shape[-1])))
+
+
+def sum_over_previous_steps(first, sequence, b):
+    """Σ_t a(t-1)ᵀ b(t) where a(-1) = `first` and a(t) = `sequence[t]`: the weight gradient of a
+    recurrent product, dW = Σ_t h(t-1)ᵀ dA(t), without building the shifted sequence."""
+    return ops.matmul(ops.transpose(first), b[0]) + sum_over_steps(sequence[:-1], b[1:])
 
 
 def shift_in(first, sequence):
@@ -169,6 +205,11 @@ class SequenceLayer(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
     # -- the fast loop -----------------------------------------------------------------------------
+    # On TensorFlow, inside a `tf.function` (as in `model.fit`), the training-time loop (the forward
+    # pass keeping residuals, and the hand-written backward pass) is compiled with XLA. Inference
+    # (training=False, what `model.export` saves) never is: it stays plain TensorFlow ops.
+    jit_compile_training = True
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
             mask = mask[0]
@@ -178,31 +219,32 @@ class SequenceLayer(keras.layers.RNN):
         x = sequences
         if training and cell.dropout > 0:
             x = x * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
-        z = time_major(cell.input_projection(x))  # b + U x(t) for every step, one product
-        if mask is None:
-            step_mask = ops.ones(ops.shape(z)[:2] + (1,), dtype=z.dtype)
-        else:
+        z = cell.input_projection(time_major(x))  # b + U x(t) for every step, one product
+        step_mask = None  # no mask: no step is skipped, and the loop does not test for it
+        if mask is not None:
             step_mask = ops.expand_dims(ops.cast(ops.transpose(mask), z.dtype), -1)
+        recurrent_mask = None
         if training and cell.recurrent_dropout > 0:
             recurrent_mask = cell.get_recurrent_dropout_mask(initial_state[0])
-        else:
-            recurrent_mask = ops.ones_like(initial_state[0])
         if self.go_backwards:
-            z, step_mask = ops.flip(z, 0), ops.flip(step_mask, 0)
+            z = ops.flip(z, 0)
+            step_mask = None if step_mask is None else ops.flip(step_mask, 0)
         recurrent_kernel = ops.copy(cell.recurrent_kernel)  # a tensor: the gradient reaches the variable through this read
         args = [z, *initial_state, recurrent_kernel, step_mask, recurrent_mask]
-        if self._hand_written_gradient():
-            sequences_out = with_gradient(self.forward, self.backward)(*args)
+        if training and self._hand_written_gradient():
+            hs, *new_states = with_gradient(self.forward, self.backward, self._jit_compile())(*args)
         else:
-            sequences_out = self.forward(*args)[0]
-        hs = sequences_out[0]
+            # Inference keeps no residuals; a gradient, if one is taken, is automatic differentiation.
+            # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
+            keep_sequence = self.return_sequences or mask is not None
+            outs, _ = self.forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
+            hs, *new_states = outs if keep_sequence else [outs[0][None], *outs]
         outputs = self.output_from_hidden(hs)
         if mask is not None:
             # Masked steps repeat the last output of a valid step (zeros before the first one), or
             # are zeros with `zero_output_for_mask`: exactly as `keras.layers.RNN`.
             keep = step_mask > 0 if self.zero_output_for_mask else ops.cumsum(step_mask, axis=0) > 0
             outputs = ops.where(keep, outputs, ops.zeros_like(outputs))
-        new_states = [s[-1] for s in sequences_out]
         outputs = time_major(outputs)
         return outputs[:, -1], outputs, new_states
 
@@ -214,35 +256,51 @@ class SequenceLayer(keras.layers.RNN):
         names = [getattr(self.cell, a, None) for a in self.differentiated_activations]
         return all(derivative_from_output(n) is not None for n in names)
 
+    def _jit_compile(self):
+        if not self.jit_compile_training or keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+
     # The activations that `backward` differentiates, by cell attribute name.
     differentiated_activations = ()
-    # How many per-step internals `cell.recurrence` returns (kept as residuals for `backward`).
+    # Which states entering each step, by index, `backward` needs (s(t-1) for the LSTM, say).
+    kept_previous_states = ()
+    # How many of the per-step internals of `cell.recurrence` `backward` needs.
     num_internals = 0
 
-    def forward(self, z, *args):
-        """Runs the recurrence over all steps; returns `(state sequences, residuals)`.
+    def forward(self, z, *args, keep_residuals=True, keep_sequence=True):
+        """Runs the recurrence over all steps; returns `(outputs, residuals)`.
 
         `z` is b + U x(t) for all steps, time-major; `args` are the initial states, W, the step
-        mask (T, B, 1) and the recurrent dropout mask. The state sequences carry the state forward
-        through masked steps. The residuals, for `backward`, are the state sequences followed by
-        the per-step internals of `cell.recurrence`.
+        mask (T, B, 1) and the recurrent dropout mask (each mask None when there is none). The
+        outputs are h(t) of every step (unless `keep_sequence=False`) followed by the final states;
+        through masked steps the states carry forward. `keep_residuals=False` (inference) keeps
+        nothing else. The residuals, for `backward`, are h(t) of every step, the states
+        `kept_previous_states` entering every step, the first `num_internals` per-step internals of
+        `cell.recurrence`, and the final states.
         """
         *initial_state, recurrent_kernel, step_mask, recurrent_mask = args
         cell = self.cell
 
         def step(carry, inputs):
-            z_t, m_t = inputs
-            _, new_states, internals = cell.recurrence(z_t, carry, recurrent_kernel, recurrent_mask)
-            valid = m_t > 0
-            new_states = [ops.where(valid, new, old) for new, old in zip(new_states, carry)]
-            return new_states, [*new_states, *internals]
+            _, states, internals = cell.recurrence(inputs[0], carry, recurrent_kernel, recurrent_mask)
+            if step_mask is not None:
+                valid = inputs[1] > 0
+                states = [ops.where(valid, new, old) for new, old in zip(states, carry)]
+            if not keep_residuals:
+                return states, [states[0]] if keep_sequence else []
+            kept = [carry[i] for i in self.kept_previous_states]
+            return states, [states[0], *kept, *internals[: self.num_internals]]
 
-        n_states = len(initial_state)
-        _, ys = scan(step, list(initial_state), [z, step_mask], n_states + self.num_internals)
-        return ys[:n_states], ys
+        xs = [z] if step_mask is None else [z, step_mask]
+        n_outputs = 1 + len(self.kept_previous_states) + self.num_internals if keep_residuals else int(keep_sequence)
+        final_states, ys = scan(step, list(initial_state), xs, n_outputs)
+        return [*ys[:1], *final_states], [*ys, *final_states]
 
     def backward(self, args, residuals, upstream):
-        """The gradients of every argument of `forward` given those of its state sequences."""
+        """The gradients of every argument of `forward` given those of its outputs."""
         raise NotImplementedError
 
     # -- config ------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.elman import ElmanCell
-from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, shift_in, sum_over_steps
+from keras_seq.layers.base import (
+    SequenceLayer, forward_to_cell, no_gradient, scan, sum_over_previous_steps,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -30,7 +32,6 @@ class ElmanRNN(SequenceLayer):
 
     cell_class = ElmanCell
     differentiated_activations = ("activation_name",)
-    num_internals = 1
 
     def output_from_hidden(self, hs):
         cell = self.cell
@@ -40,22 +41,28 @@ class ElmanRNN(SequenceLayer):
 
     def backward(self, args, residuals, upstream):
         z, h0, W, step_mask, recurrent_mask = args
-        hs = residuals[0]
-        (dhs,) = upstream
+        hs, h_last = residuals
+        dhs, dh_last = upstream
         dtanh = derivative_from_output(self.cell.activation_name)
         W_t = ops.transpose(W)
 
         def step(dh_next, inputs):
-            dh_t, m_t, h_t = inputs
+            dh_t, h_t = inputs[:2]
             dh = dh_next + dh_t
             da = dh * dtanh(h_t)  # dL/da(t), eq. 10.9
-            dh_prev = ops.matmul(da, W_t) * recurrent_mask  # eq. 10.8
-            valid = m_t > 0
-            return ops.where(valid, dh_prev, dh), [ops.where(valid, da, ops.zeros_like(da))]
+            dh_prev = ops.matmul(da, W_t)  # eq. 10.8
+            if recurrent_mask is not None:
+                dh_prev = dh_prev * recurrent_mask
+            if step_mask is not None:  # a masked step passes the gradient through unchanged
+                valid = inputs[2] > 0
+                dh_prev, da = ops.where(valid, dh_prev, dh), ops.where(valid, da, ops.zeros_like(da))
+            return dh_prev, [da]
 
-        dh0, (dz,) = scan(step, ops.zeros_like(h0), [dhs, step_mask, hs], 1, reverse=True)
-        dW = sum_over_steps(shift_in(h0, hs) * recurrent_mask, dz)
-        return [dz, dh0, dW, ops.zeros_like(step_mask), ops.zeros_like(recurrent_mask)]
+        xs = [dhs, hs] + ([] if step_mask is None else [step_mask])
+        dh0, (dz,) = scan(step, dh_last, xs, 1, reverse=True)
+        h_in0, h_in = (h0, hs) if recurrent_mask is None else (h0 * recurrent_mask, hs * recurrent_mask)
+        dW = sum_over_previous_steps(h_in0, h_in, dz)
+        return [dz, dh0, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
 
 
 forward_to_cell(

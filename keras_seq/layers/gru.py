@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.gru import GRUCell
-from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, shift_in, sum_over_steps
+from keras_seq.layers.base import SequenceLayer, forward_to_cell, no_gradient, scan, sum_over_steps
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -30,12 +30,13 @@ class GRU(SequenceLayer):
 
     cell_class = GRUCell
     differentiated_activations = ("recurrent_activation_name", "candidate_activation_name")
-    num_internals = 4
+    kept_previous_states = (0,)  # h(t-1)
+    num_internals = 3  # the gates u, r and the candidate c
 
     def backward(self, args, residuals, upstream):
         z, h0, W, step_mask, recurrent_mask = args
-        hs, u, r, c, h_in = residuals
-        (dhs,) = upstream
+        hs, h_prev, u, r, c, _ = residuals
+        dhs, dh_last = upstream
         cell = self.cell
         n = cell.units
         dsigma = derivative_from_output(cell.recurrent_activation_name)
@@ -43,26 +44,29 @@ class GRU(SequenceLayer):
         W_ur_t, W_t = ops.transpose(W[:, : 2 * n]), ops.transpose(W[:, 2 * n :])
 
         def step(dh_next, inputs):
-            dh_t, m_t, h_prev, u_t, r_t, c_t, h_in_t = inputs
+            dh_t, h_prev_t, u_t, r_t, c_t = inputs[:5]
+            h_in = h_prev_t if recurrent_mask is None else h_prev_t * recurrent_mask
             dh = dh_next + dh_t
             da_c = dh * (1.0 - u_t) * dcandidate(c_t)  # 10.45, candidate
             d_rh = ops.matmul(da_c, W_t)
             da_ur = ops.concatenate(
-                [dh * (h_prev - c_t) * dsigma(u_t), d_rh * h_in_t * dsigma(r_t)], axis=-1
+                [dh * (h_prev_t - c_t) * dsigma(u_t), d_rh * h_in * dsigma(r_t)], axis=-1
             )  # 10.46, 10.47
             dh_in = d_rh * r_t + ops.matmul(da_ur, W_ur_t)
-            dh_prev = dh * u_t + dh_in * recurrent_mask
-            valid = m_t > 0
+            dh_prev = dh * u_t + (dh_in if recurrent_mask is None else dh_in * recurrent_mask)
             da = ops.concatenate([da_ur, da_c], axis=-1)
-            return ops.where(valid, dh_prev, dh), [ops.where(valid, da, ops.zeros_like(da))]
+            if step_mask is not None:  # a masked step passes the gradient through unchanged
+                valid = inputs[5] > 0
+                dh_prev, da = ops.where(valid, dh_prev, dh), ops.where(valid, da, ops.zeros_like(da))
+            return dh_prev, [da]
 
-        dh0, (dz,) = scan(
-            step, ops.zeros_like(h0), [dhs, step_mask, shift_in(h0, hs), u, r, c, h_in], 1, reverse=True
-        )
+        xs = [dhs, h_prev, u, r, c] + ([] if step_mask is None else [step_mask])
+        dh0, (dz,) = scan(step, dh_last, xs, 1, reverse=True)
+        h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask
         dW = ops.concatenate(
             [sum_over_steps(h_in, dz[..., : 2 * n]), sum_over_steps(r * h_in, dz[..., 2 * n :])], axis=1
         )
-        return [dz, dh0, dW, ops.zeros_like(step_mask), ops.zeros_like(recurrent_mask)]
+        return [dz, dh0, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
 
 
 forward_to_cell(

@@ -5,7 +5,9 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.lstm import LSTMCell
-from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, shift_in, sum_over_steps
+from keras_seq.layers.base import (
+    SequenceLayer, forward_to_cell, no_gradient, scan, sum_over_previous_steps,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -35,12 +37,13 @@ class LSTM(SequenceLayer):
 
     cell_class = LSTMCell
     differentiated_activations = ("activation_name", "recurrent_activation_name", "candidate_activation_name")
-    num_internals = 4
+    kept_previous_states = (1,)  # s(t-1)
+    num_internals = 4  # the gates f, g, q and the cell input c
 
     def backward(self, args, residuals, upstream):
         z, h0, s0, W, step_mask, recurrent_mask = args
-        hs, ss, f, g, c, q = residuals
-        dhs, dss = upstream
+        hs, s_prev, f, g, c, q, _, s_last = residuals
+        dhs, dh_last, ds_last = upstream
         cell = self.cell
         squash = cell.activation
         dsquash = derivative_from_output(cell.activation_name)
@@ -49,35 +52,35 @@ class LSTM(SequenceLayer):
         W_t = ops.transpose(W)
 
         def step(carry, inputs):
-            dh_next, ds_next = carry
-            dh_t, ds_t, m_t, s_t, s_prev, f_t, g_t, c_t, q_t = inputs
+            dh_next, ds_next, s_t = carry  # s(t): carried back from the step after
+            dh_t, s_prev_t, f_t, g_t, c_t, q_t = inputs[:6]
             dh = dh_next + dh_t
             tanh_s = squash(s_t)
-            ds = ds_next + ds_t + dh * q_t * dsquash(tanh_s)  # 10.43
+            ds = ds_next + dh * q_t * dsquash(tanh_s)  # 10.43
             da = ops.concatenate(
                 [
-                    ds * s_prev * dsigma(f_t),  # 10.41 through 10.40
+                    ds * s_prev_t * dsigma(f_t),  # 10.41 through 10.40
                     ds * c_t * dsigma(g_t),  # 10.42 through 10.40
                     ds * g_t * dcandidate(c_t),  # the cell input of 10.40
                     dh * tanh_s * dsigma(q_t),  # 10.44 through 10.43
                 ],
                 axis=-1,
             )
-            dh_prev = ops.matmul(da, W_t) * recurrent_mask
+            dh_prev = ops.matmul(da, W_t)
+            if recurrent_mask is not None:
+                dh_prev = dh_prev * recurrent_mask
             ds_prev = ds * f_t
-            valid = m_t > 0
-            carry = [ops.where(valid, dh_prev, dh), ops.where(valid, ds_prev, ds_next + ds_t)]
-            return carry, [ops.where(valid, da, ops.zeros_like(da))]
+            if step_mask is not None:  # a masked step passes the gradients through unchanged
+                valid = inputs[6] > 0
+                dh_prev, ds_prev = ops.where(valid, dh_prev, dh), ops.where(valid, ds_prev, ds_next)
+                da = ops.where(valid, da, ops.zeros_like(da))
+            return [dh_prev, ds_prev, s_prev_t], [da]
 
-        (dh0, ds0), (dz,) = scan(
-            step,
-            [ops.zeros_like(h0), ops.zeros_like(s0)],
-            [dhs, dss, step_mask, ss, shift_in(s0, ss), f, g, c, q],
-            1,
-            reverse=True,
-        )
-        dW = sum_over_steps(shift_in(h0, hs) * recurrent_mask, dz)
-        return [dz, dh0, ds0, dW, ops.zeros_like(step_mask), ops.zeros_like(recurrent_mask)]
+        xs = [dhs, s_prev, f, g, c, q] + ([] if step_mask is None else [step_mask])
+        (dh0, ds0, _), (dz,) = scan(step, [dh_last, ds_last, s_last], xs, 1, reverse=True)
+        h_in0, h_in = (h0, hs) if recurrent_mask is None else (h0 * recurrent_mask, hs * recurrent_mask)
+        dW = sum_over_previous_steps(h_in0, h_in, dz)
+        return [dz, dh0, ds0, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
 
 
 forward_to_cell(
