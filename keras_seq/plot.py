@@ -186,7 +186,10 @@ def plot_curves(run_dir, out):
     right.set_xlabel("epoch")
     right.set_ylabel("%")
     right.set_title("dev error rates (greedy)", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
