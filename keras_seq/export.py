@@ -35,6 +35,7 @@ Example:
 import argparse
 import ctypes
 import errno
+import functools
 import logging
 import os
 import re
@@ -816,12 +817,12 @@ def _check_node(node, where, library):
 
 
 def _kernel_problem(node):
-    from tensorflow.python.framework import kernels, op_def_registry
+    from tensorflow.python.framework import op_def_registry
 
     op_def = op_def_registry.get(node.op)
     if op_def is None:
         return "op not registered in this TensorFlow (a custom op needs a custom model server build)"
-    cpu = [k for k in kernels.get_registered_kernels_for_op(node.op).kernel if k.device_type in ("CPU", "DEFAULT")]
+    cpu = _cpu_kernels(node.op)
     if not cpu:
         return "no CPU kernel registered"
     defaults = {a.name: a.default_value for a in op_def.attr if a.HasField("default_value")}
@@ -829,6 +830,14 @@ def _kernel_problem(node):
         return None
     dtypes = ", ".join(f"{c.name}={_attr_text(node.attr.get(c.name, defaults.get(c.name)))}" for c in cpu[0].constraint)
     return f"no CPU kernel for {dtypes}"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_kernels(op):
+    """The KernelDefs registered for `op` on CPU or on any device (ms per call: cached)."""
+    from tensorflow.python.framework import kernels
+
+    return tuple(k for k in kernels.get_registered_kernels_for_op(op).kernel if k.device_type in ("CPU", "DEFAULT"))
 
 
 def _constraints_hold(kernel, attrs, defaults):
@@ -907,6 +916,7 @@ def _load_model_for_export(model_path):
     if os.path.isfile(model_path) and model_path.endswith(".keras"):
         import keras
 
+        _register_keras_seq_objects()
         return {"module": keras.saving.load_model(model_path, safe_mode=True)}
     if not os.path.isdir(model_path):
         raise ExportError(f"--model {model_path!r} is neither a model directory nor a .keras file")
@@ -918,6 +928,19 @@ def _load_model_for_export(model_path):
             f"available in this build ({e})"
         ) from e
     return _normalize_loaded(load_for_export(model_path))
+
+
+def _register_keras_seq_objects():
+    """Import the keras-seq packages whose classes a .keras file may name, so that
+    `load_model(safe_mode=True)` finds them registered (nothing is unpickled)."""
+    import importlib
+
+    for name in ("keras_seq.cells", "keras_seq.layers", "keras_seq.models"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
 
 
 def _normalize_loaded(loaded):

@@ -228,11 +228,11 @@ print("finished", flush=True)
 
 @pytest.mark.parametrize("moment", ["while-writing", "before-rename"])
 def test_sigkilled_export_leaves_no_version_behind(tmp_path, moment):
-    """SIGKILL while TensorFlow writes 256 MB of variables, and after everything is written and
+    """SIGKILL while TensorFlow writes 128 MB of variables, and after everything is written and
     audited but before the rename: no numeric directory appears, and the next export works."""
     base = tmp_path / "m"
     base.mkdir()
-    script = _KILLED_EXPORT.format(floats=64 << 20)
+    script = _KILLED_EXPORT.format(floats=32 << 20)
     proc = subprocess.Popen([sys.executable, "-c", script, str(base), moment], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
