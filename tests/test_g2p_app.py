@@ -1,0 +1,313 @@
+"""The G2P application: training (`keras_seq.g2p.train`), decoding checks, save/load, resume, CLI.
+
+The quick synthetic task (spelling letter strings backwards) stands in for CMUdict: the same
+vocabularies, model, pipeline and command line, trained in seconds.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_seq.g2p.cli import evaluate_main, train_main
+from keras_seq.g2p.data import (
+    END_ID,
+    PAD_ID,
+    START_ID,
+    make_teacher_forcing_arrays,
+    reverse_task,
+    write_cmudict,
+)
+from keras_seq.g2p.model import G2P
+from keras_seq.g2p.train import RunExistsError, _prepare_out_dir, make_dataset, read_metrics, train
+
+# Small, and one traced training step (static shapes): the tests spend their time compiling.
+TINY = dict(units=32, embedding_dim=16, verbose=0, dev_words=50, lr_schedule="constant",
+            learning_rate=1e-2, static_shapes=True)
+
+
+def _exact_match(g2p, lexicon, method="greedy"):
+    hyps = g2p.predict([w for w, _ in lexicon], method=method)
+    return np.mean([h[0][0] in refs for h, (_, refs) in zip(hyps, lexicon)])
+
+
+# ---------------------------------------------------------------------------------------------
+# A small trained model shared by the decoding tests
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A reverse-task LSTM G2P with attention after a short training (not perfect on purpose:
+    decoding checks are most telling when the model is unsure)."""
+    out = tmp_path_factory.mktemp("g2p") / "run"
+    lexicon = reverse_task(600, 3, 6, seed=1)
+    g2p = train(lexicon, reverse_task(60, 3, 6, seed=2), out, epochs=4, batch_size=32,
+                attention=True, **TINY)
+    return g2p, out, lexicon
+
+
+def _decoder_arrays(tokens):
+    """Teacher-forcing inputs for generated `tokens` (B, L): [<s>, y...] and labels y (end incl.)."""
+    tokens = np.asarray(tokens)
+    start = np.full((len(tokens), 1), START_ID, np.int32)
+    return np.concatenate([start, tokens[:, :-1]], axis=1), tokens
+
+
+def test_train_writes_run_directory(trained):
+    g2p, out, _ = trained
+    for name in ("g2p.json", "model.keras", "characters.txt", "phonemes.txt", "metrics.csv", "run.json"):
+        assert (out / name).exists(), name
+    assert (out / "last" / "model.keras").exists()
+    assert (out / "backup" / "latest.weights.h5").exists()
+    rows = read_metrics(out / "metrics.csv")
+    assert list(rows[0])[:6] == ["epoch", "loss", "val_loss", "dev_wer", "dev_per", "seconds"]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert all(0 <= float(r["dev_wer"]) <= 1 and float(r["seconds"]) > 0 for r in rows)
+    state = json.loads((out / "run.json").read_text())
+    assert state["finished"] and state["epochs_done"] == 4
+
+
+def test_quick_task_loss_falls_well_below_chance(trained):
+    g2p, out, _ = trained
+    rows = read_metrics(out / "metrics.csv")
+    chance = np.log(len(g2p.phonemes))  # uniform guessing over the output vocabulary
+    assert float(rows[-1]["loss"]) < 0.5 * chance
+    assert float(rows[-1]["val_loss"]) < 0.5 * chance
+    assert float(rows[-1]["dev_per"]) < float(rows[0]["dev_per"])
+
+
+def test_greedy_scores_equal_teacher_forced_scores(trained):
+    g2p, _, lexicon = trained
+    ids = g2p.encode_words([w for w, _ in lexicon[:40]])
+    out = g2p.model.generate(ids, method="greedy")
+    tokens = keras.ops.convert_to_numpy(out["tokens"])
+    assert (tokens == END_ID).any(axis=1).all()
+    dec, labels = _decoder_arrays(tokens)
+    forced = keras.ops.convert_to_numpy(g2p.model.sequence_log_probs(ids, dec, labels))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["scores"]), forced, rtol=1e-4, atol=1e-4)
+
+
+def test_beam_width_one_equals_greedy(trained):
+    g2p, _, lexicon = trained
+    ids = g2p.encode_words([w for w, _ in lexicon[:40]])
+    greedy = g2p.decode_ids(ids, "greedy")
+    beam = g2p.decode_ids(ids, "beam", beam_width=1)
+    length = min(greedy["tokens"].shape[-1], beam["tokens"].shape[-1])
+    np.testing.assert_array_equal(greedy["tokens"][..., :length], beam["tokens"][..., :length])
+    np.testing.assert_allclose(greedy["scores"], beam["scores"], rtol=1e-5, atol=1e-5)
+
+
+def test_beam_never_worse_than_greedy(trained):
+    g2p, _, lexicon = trained
+    ids = g2p.encode_words([w for w, _ in lexicon[:80]])
+    greedy = g2p.decode_ids(ids, "greedy")["scores"][:, 0]
+    for width in (2, 4):
+        beam = g2p.decode_ids(ids, "beam", beam_width=width)["scores"][:, 0]
+        assert np.all(beam >= greedy - 1e-4), width
+
+
+def test_saved_model_reloads_and_decodes_identically(trained, tmp_path):
+    g2p, _, lexicon = trained
+    g2p.save(tmp_path / "copy")
+    loaded = G2P.load(tmp_path / "copy")
+    assert loaded.characters == g2p.characters and loaded.phonemes == g2p.phonemes
+    words = [w for w, _ in lexicon[:30]] + ["naïve", "x"]
+    for method in ("greedy", "beam"):
+        a, b = g2p.predict(words, method=method), loaded.predict(words, method=method)
+        assert [r[0][0] for r in a] == [r[0][0] for r in b]
+        np.testing.assert_allclose([r[0][1] for r in a], [r[0][1] for r in b], rtol=1e-5, atol=1e-5)
+
+
+def test_returned_model_is_the_best_dev_epoch(trained):
+    g2p, out, _ = trained
+    best = G2P.load(out)
+    for w1, w2 in zip(g2p.model.get_weights(), best.model.get_weights()):
+        np.testing.assert_array_equal(w1, w2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning: the quick task, every cell, attention, scheduled sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def _fit_arrays(g2p, lexicon):
+    a = make_teacher_forcing_arrays(lexicon, g2p.characters, g2p.phonemes)
+    return {"encoder_inputs": a["encoder_inputs"], "decoder_inputs": a["decoder_inputs"]}, a["labels"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(cell="gru", attention=True, scheduled_sampling=0.25),
+        dict(cell="elman", bidirectional_encoder=False),
+        pytest.param(dict(cell="lstm", scheduled_sampling=0.25, encoder_layers=2, decoder_layers=2),
+                     marks=pytest.mark.slow),
+    ],
+    ids=["gru-attention-scheduled-sampling", "elman", "lstm-stacked-scheduled-sampling"],
+)
+def test_encoder_decoder_trains_with_each_cell(settings):
+    keras.utils.set_random_seed(0)
+    lexicon = reverse_task(256, 3, 5, seed=3)
+    g2p = G2P.create(lexicon, units=32, embedding_dim=16, **settings)
+    x, y = _fit_arrays(g2p, lexicon)
+    g2p.model.compile(keras.optimizers.Adam(1e-2),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID))
+    history = g2p.model.fit(x, y, batch_size=32, epochs=25, verbose=0).history["loss"]
+    chance = np.log(len(g2p.phonemes))
+    assert np.isfinite(history).all()
+    assert history[-1] < 0.5 * chance and history[-1] < history[0]
+
+
+@pytest.mark.slow
+def test_quick_task_reaches_95_percent_exact_match(tmp_path):
+    start = time.time()
+    lexicon = reverse_task(3000, 3, 6, seed=5)
+    held_out = reverse_task(300, 3, 6, seed=6)
+    g2p = train(lexicon, held_out, tmp_path / "run", epochs=12, batch_size=64, units=64,
+                embedding_dim=32, attention=True, learning_rate=5e-3, verbose=0, dev_words=300,
+                static_shapes=True)
+    assert _exact_match(g2p, held_out, "greedy") >= 0.95
+    assert _exact_match(g2p, held_out, "beam") >= 0.95
+    assert time.time() - start < 600
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume and run-directory protection
+# ---------------------------------------------------------------------------------------------
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_resume_after_interruption_and_to_more_epochs(tmp_path):
+    lexicon, dev = reverse_task(300, 3, 5, seed=7), reverse_task(40, 3, 5, seed=8)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(lexicon, dev, out, epochs=3, batch_size=32, callbacks=[_Interrupt(2)], **TINY)
+    assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == ["1", "2"]
+    assert not json.loads((out / "run.json").read_text())["finished"]
+
+    with pytest.raises(RunExistsError, match="resume"):  # not without --resume
+        train(lexicon, dev, out, epochs=3, batch_size=32, **TINY)
+    with pytest.raises(RunExistsError, match="different run"):  # not another model
+        train(lexicon, dev, out, epochs=3, batch_size=32, resume=True, **{**TINY, "units": 48})
+
+    class FirstEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs = getattr(self, "epochs", []) + [epoch]
+
+    seen = FirstEpoch()
+    train(lexicon, dev, out, epochs=3, batch_size=32, resume=True, callbacks=[seen], **TINY)
+    assert seen.epochs == [2]  # only the missing epoch ran
+    rows = read_metrics(out / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    elapsed = [float(r["elapsed"]) for r in rows]
+    assert elapsed == sorted(elapsed)
+    assert json.loads((out / "run.json").read_text())["finished"]
+
+    with pytest.raises(RunExistsError, match="finished 3 epochs"):
+        train(lexicon, dev, out, epochs=3, batch_size=32, resume=True, **TINY)
+    train(lexicon, dev, out, epochs=4, batch_size=32, resume=True, **TINY)  # a finished run, continued
+    assert [int(r["epoch"]) for r in read_metrics(out / "metrics.csv")] == [1, 2, 3, 4]
+
+    _prepare_out_dir(out, {}, resume=False, overwrite=True)  # what overwrite=True does first
+    assert not (out / "metrics.csv").exists() and not (out / "backup").exists()
+    assert _prepare_out_dir(out, {}, resume=False, overwrite=False) is None
+
+
+def test_dataset_batches_are_bucketed_and_masked():
+    lexicon = reverse_task(200, 2, 12, seed=9)
+    g2p = G2P.create(lexicon, units=8, embedding_dim=4)
+    arrays = make_teacher_forcing_arrays(lexicon, g2p.characters, g2p.phonemes)
+    total = 0
+    for x, y in make_dataset(arrays, 16, shuffle=True):
+        enc, dec, lab = (np.asarray(t) for t in (x["encoder_inputs"], x["decoder_inputs"], y))
+        lengths = (enc != PAD_ID).sum(axis=1)
+        assert lengths.max() == enc.shape[1]  # padded to the batch's longest word only
+        assert lengths.max() - lengths.min() <= 3  # one length bucket
+        assert (dec[:, 0] == START_ID).all() and dec.shape == lab.shape
+        total += len(enc)
+    assert total == len(arrays["labels"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_cli(*args, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "keras_seq.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_cli_train_then_evaluate_round_trip(tmp_path, capsys):
+    out = tmp_path / "rev"
+    train_run = _run_cli("train", "reverse", "--out", str(out), "--words", "300", "--epochs", "2",
+                         "--units", "32", "--embedding-dim", "16", "--dev-words", "50", "--static-shapes")
+    assert train_run.returncode == 0, train_run.stderr[-3000:]
+    assert "Epoch 1/2" in train_run.stdout and "Epoch 2/2" in train_run.stdout
+    assert [int(r["epoch"]) for r in read_metrics(out / "metrics.csv")] == [1, 2]
+    data = tmp_path / "dev.dict"
+    write_cmudict(reverse_task(40, 3, 7, seed=1), data)
+    ev = _run_cli("evaluate", "--model", str(out), "--data", str(data), "--limit", "30", "--beam-width", "3")
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert "WER: " in ev.stdout and "PER: " in ev.stdout and "words/s" in ev.stdout
+    assert "30 words" in ev.stdout and "beam search, width 3" in ev.stdout
+    # The same entry points in this process: greedy evaluation, and a second run refused.
+    assert evaluate_main(["--model", str(out), "--data", str(data), "--greedy"]) == 0
+    printed = capsys.readouterr().out
+    assert "greedy search" in printed and "WER: " in printed
+    assert train_main(["reverse", "--out", str(out), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "Traceback" not in err
+
+
+def test_cli_bad_input_exit_code_2(tmp_path, capsys):
+    """A one-line message naming the problem (the file and line of a bad dictionary line)."""
+    bad = tmp_path / "bad.dict"
+    bad.write_text("HELLO  HH AH L OW\nWORLD\n")
+    good = tmp_path / "good.dict"
+    good.write_text("HELLO  HH AH L OW\n")
+    cases = [
+        (train_main, ["g2p", "--train", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], "no such file"),
+        (train_main, ["g2p", "--train", str(bad), "--out", str(tmp_path / "o")], f"{bad}, line 2"),
+        (train_main, ["g2p", "--train", str(good), "--dev", str(bad), "--out", str(tmp_path / "o")], "line 2"),
+        (train_main, ["g2p", "--train", str(good), "--out", str(tmp_path / "o"), "--epochs", "0"], "positive"),
+        (train_main, ["g2p", "--train", str(good), "--out", str(tmp_path / "o"), "--cell", "tree"], "invalid choice"),
+        (train_main, ["g2p", "--out", str(tmp_path / "o")], "--train"),
+        (train_main, ["nosuchtask"], "invalid choice"),
+        (evaluate_main, ["--model", str(tmp_path / "nomodel"), "--data", str(good)], "no such directory"),
+        (evaluate_main, ["--model", str(tmp_path), "--data", str(tmp_path / "missing")], "no such file"),
+        (evaluate_main, ["--model", str(tmp_path), "--data", str(bad)], "line 2"),
+        (evaluate_main, ["--model", str(tmp_path), "--data", str(good)], "not a keras-seq G2P model"),
+        (evaluate_main, ["--model", str(tmp_path), "--data", str(good), "--greedy", "--beam-width", "2"], "not allowed"),
+        (evaluate_main, ["--model", str(tmp_path)], "--data"),
+    ]
+    with pytest.raises(SystemExit) as e:  # --help is not an error
+        train_main(["g2p", "--help"])
+    assert e.value.code == 0 and "--attention" in capsys.readouterr().out
+    for main, argv, message in cases:
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse errors
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        assert message in err, (argv, err)
+        assert err.startswith("keras-seq "), err
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
