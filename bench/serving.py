@@ -92,7 +92,11 @@ def run_clients(address, model_name, signature, input_key, clients, seconds):
             request = testing.predict_request(model_name, {}, signature)
             request.inputs[input_key].CopyFrom(ndarray_to_proto(np.array([word.encode()], dtype=object)))
             requests.append(request)
-        predict(requests[0], timeout=60)  # connect before the clock starts
+        try:
+            predict(requests[0], timeout=60)  # connect before the clock starts
+        except grpc.RpcError:
+            barrier.abort()  # the model cannot answer: stop the run instead of waiting forever
+            raise
         barrier.wait()
         mine, i, end = [], index, time.perf_counter() + seconds
         while time.perf_counter() < end:
@@ -111,7 +115,12 @@ def run_clients(address, model_name, signature, input_key, clients, seconds):
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
-    barrier.wait()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        for t in threads:
+            t.join()
+        raise RuntimeError(f"a client could not get an answer from {address}; see the error above") from None
     started = time.perf_counter()
     for t in threads:
         t.join()
