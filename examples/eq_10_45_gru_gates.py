@@ -43,7 +43,8 @@ def main(argv=None):
     x_test, y_test = make_data(256, rng)
 
     model = SequenceClassifier(8, output_units=CLASSES, cell="gru")
-    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  run_eagerly=tiny)
     model.fit(x, y, epochs=1 if tiny else 12, batch_size=64, verbose=0)
     accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
 

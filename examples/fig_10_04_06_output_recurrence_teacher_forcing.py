@@ -39,7 +39,7 @@ def main(argv=None):
     x_test, y_test = make_data(512, rng)
 
     model = OutputRecurrentTagger(16, output_units=K)  # h(t) = tanh(b + W y(t-1) + U x(t))
-    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", run_eagerly=tiny)
     model.fit({"inputs": x, "targets": y}, y, epochs=1 if tiny else 20, batch_size=64, verbose=0)
 
     forced = np.argmax(model({"inputs": x_test, "targets": y_test}), axis=-1)  # true y(t-1) fed

@@ -59,7 +59,8 @@ def main(argv=None):
     model = RNNLanguageModel(len(letters), letters.start_id, letters.end_id, units=32 if tiny else 256,
                              embedding_dim=16 if tiny else 32, cell=args.cell, max_length=18)
     model.compile(keras.optimizers.Adam(0.01 if tiny else 0.005),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+                  run_eagerly=tiny)
     model.fit(data["inputs"], data["labels"], epochs=1 if tiny else 6, batch_size=128, verbose=0 if tiny else 2)
     print(f"Fig. 10.8 {args.cell} language model of {len(words)} English words: "
           f"perplexity {model.perplexity(data['labels'][:2000]):.2f} per letter "

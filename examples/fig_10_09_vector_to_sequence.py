@@ -36,7 +36,7 @@ def main(argv=None):
     x, y = np.tile(context, (repeat, 1)), np.tile(targets, (repeat, 1))
 
     model = VectorToSequence(32, output_units=len(LETTERS), cell=args.cell, length=LENGTH)
-    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", run_eagerly=tiny)
     model.fit({"context": x, "targets": y}, y, epochs=1 if tiny else 40, batch_size=16, verbose=0)
 
     generated = np.argmax(model.generate(context), axis=-1)  # free-running: own outputs fed back

@@ -39,7 +39,7 @@ def main(argv=None):
     x_test, y_test = make_data(512, rng)
 
     model = ConditionalSequenceTagger(16, output_units=2, cell=args.cell)
-    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", run_eagerly=tiny)
     model.fit({"inputs": x, "targets": y}, y, epochs=1 if tiny else 10, batch_size=64, verbose=0)
 
     free = np.argmax(model(x_test), axis=-1)

@@ -21,7 +21,8 @@ def train_tiny(directory, **model_kwargs):
     g2p = G2P.create(lexicon, units=16, embedding_dim=8, **model_kwargs)
     data = make_teacher_forcing_arrays(lexicon, g2p.characters, g2p.phonemes)
     g2p.model.compile(keras.optimizers.Adam(0.01),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+                      run_eagerly=True)  # four steps: quicker than tracing a train function
     g2p.model.fit({"encoder_inputs": data["encoder_inputs"], "decoder_inputs": data["decoder_inputs"]},
                   data["labels"], epochs=2, batch_size=64, verbose=0)
     g2p.save(directory)
@@ -55,11 +56,11 @@ def test_gates_of_a_bidirectional_lstm_encoder(attention_model, tmp_path):
     assert characters == list("keras") and cell_name == "LSTMCell"
     assert set(parts) == {"forward", "backward"}
     assert parts["forward"]["f"].shape == (5, 16)
-    paths = {}
-    for word in ("abcde", "edcba", "abcdefg"):
-        paths[word] = tmp_path / f"{word}.png"
-        assert cli(["plot", "gates", "--model", str(attention_model), "--word", word,
-                    "--out", str(paths[word])]) == 0
+    paths = {word: tmp_path / f"{word}.png" for word in ("abcde", "edcba", "abcdefg")}
+    assert cli(["plot", "gates", "--model", str(attention_model), "--word", "abcde",
+                "--out", str(paths["abcde"])]) == 0
+    for word in ("edcba", "abcdefg"):
+        plot.plot_gates(g2p, word, paths[word])
     a, b, longer = (image(paths[w]) for w in ("abcde", "edcba", "abcdefg"))
     assert a.shape == b.shape and not np.array_equal(a, b)  # same length, other letters
     assert longer.shape[1] > a.shape[1]  # one column per character
@@ -104,13 +105,14 @@ def test_attention(attention_model, tmp_path):
     assert weights.shape == (len(phonemes), 4)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
     # The re-run decoder emitted the greedy output.
-    greedy = g2p.predict(["abcd"], method="greedy")[0][0][0]
-    assert tuple(p for p in phonemes if p != "</s>") == greedy
-    outs = {}
-    for word in ("abcd", "dcba", "abcdefg"):
-        outs[word] = tmp_path / f"{word}.png"
-        assert cli(["plot", "attention", "--model", str(attention_model), "--word", word,
-                    "--out", str(outs[word])]) == 0
+    out = g2p.model.generate(g2p.encode_words(["abcd"]), method="greedy")
+    greedy = g2p.phonemes.decode(np.asarray(out["tokens"])[0])
+    assert [p for p in phonemes if p != "</s>"] == greedy
+    outs = {word: tmp_path / f"{word}.png" for word in ("abcd", "dcba", "abcdefg")}
+    assert cli(["plot", "attention", "--model", str(attention_model), "--word", "abcd",
+                "--out", str(outs["abcd"])]) == 0
+    for word in ("dcba", "abcdefg"):
+        plot.plot_attention(g2p, word, outs[word])
     a, b, longer = (image(outs[w]) for w in ("abcd", "dcba", "abcdefg"))
     assert not np.array_equal(a, b)
     assert longer.shape[1] > a.shape[1]
