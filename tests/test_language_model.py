@@ -137,3 +137,18 @@ def test_bad_arguments_are_named(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         RNNLanguageModel(**args)
+
+
+def test_generation_compiles_inside_tf_function():
+    tf = pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow backend only")
+    model = make_model("gru")
+    compiled = tf.function(lambda seed: model.generate(5, temperature=0.9, top_k=4, seed=seed))
+    eager = model.generate(5, temperature=0.9, top_k=4, seed=21)
+    traced = compiled(tf.constant(21))
+    np.testing.assert_array_equal(np_(traced["tokens"]), np_(eager["tokens"]))
+    np.testing.assert_allclose(np_(traced["scores"]), np_(eager["scores"]), rtol=1e-5)
+    other = compiled(tf.constant(22))  # a new seed, the same graph
+    assert compiled.experimental_get_tracing_count() == 1
+    assert np_(other["tokens"]).shape == (5, 7)
