@@ -58,7 +58,7 @@ def build(directory):
         raise FileNotFoundError("no C++ compiler (set CXX, or install g++)")
     binary = os.path.join(directory, "load_saved_model")
     start = time.monotonic()
-    result = subprocess.run(compile_command(compiler, binary), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(compile_command(compiler, binary), check=False, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - start
     if result.returncode != 0:
         raise RuntimeError(f"compiling {SOURCE} failed:\n{result.stdout}\n{result.stderr[-8000:]}")
@@ -84,7 +84,7 @@ def run_signature(binary, export_dir, signature, inputs, timeout=120):
         os.mkdir(out)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         result = subprocess.run(
-            [binary, os.fspath(export_dir), signature, out, *args],
+            [binary, os.fspath(export_dir), signature, out, *args], check=False,
             capture_output=True, text=True, timeout=timeout, env=env,
         )
         if result.returncode != 0:
