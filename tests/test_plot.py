@@ -129,3 +129,13 @@ def test_clear_errors(gru_model, tmp_path, capsys, monkeypatch):
         plot.pyplot()
     assert cli(["plot", "curves", "--run", str(tmp_path), "--out", out]) == 2
     assert "keras-seq[plot]" in capsys.readouterr().err
+
+
+def test_gates_of_a_deeper_encoder_layer():
+    g2p = G2P.create(reverse_task(20, seed=3), units=6, embedding_dim=4, cell="elman", encoder_layers=2)
+    characters, cell_name, parts = plot.gate_activations(g2p, "abc", layer=1)
+    assert cell_name == "ElmanCell" and set(parts) == {"forward", "backward"}
+    assert parts["backward"]["a"].shape == (3, 6)
+    np.testing.assert_allclose(np.tanh(parts["forward"]["a"]), parts["forward"]["h"], atol=1e-6)
+    with pytest.raises(ValueError, match="no layer 2"):
+        plot.gate_activations(g2p, "abc", layer=2)
