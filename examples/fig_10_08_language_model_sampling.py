@@ -80,7 +80,7 @@ def main(argv=None):
             ended = letters.end_id in row
             note = "in the training list" if word in known else "new"
             print(f"  {word:<18} log P = {score:7.2f}  {note}{'' if ended else ', no </s> (cut at the limit)'}")
-            if word not in known and ended and word:
+            if word not in known and ended and word.isalpha():
                 invented.append(word)
     if args.g2p is not None and invented:
         from keras_seq.g2p.model import G2P
