@@ -265,8 +265,8 @@ def run_backend(args):
             names.append(name)
             fns.update({(name, mode): fn for mode, fn in torch_functions(family, x, y).items()})
         times = time_interleaved(fns, args.rounds, args.warmup)
-        print(f"== {family.upper()}: median ms over {args.rounds} interleaved rounds "
-              f"(x = ratio of times; XLA columns compare with Keras under XLA) ==")
+        print(f"== {family.upper()}: median ms over {args.rounds} interleaved rounds (x = ratio of times"
+              + ("; XLA columns compare with Keras under XLA" if xla else "") + ") ==")
         report(family, names, keras_name, times, modes if backend == "tensorflow" else ["infer", "train"], rate)
 
 

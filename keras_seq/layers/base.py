@@ -74,21 +74,20 @@ def _tf_scan(step, init, xs, num_outputs, reverse):
     return carry, [ta.stack() for ta in outputs]
 
 
-def with_gradient(forward, backward, jit_compile=False):
+def with_gradient(forward, backward, jit_compile_backward=False):
     """The function `forward(*args)[0]` differentiated by `backward(args, residuals, upstream)`.
 
     `forward(*args)` returns `(outputs, residuals)`: a list of output tensors and whatever the
     backward pass needs. `backward` returns one gradient per argument (zeros for constants).
     Arguments may be None (an absent optional input: no mask, say); they get no gradient.
-    `jit_compile=True` compiles the forward and backward passes with XLA on TensorFlow (JAX
-    compiles them anyway under `jax.jit`).
+    `jit_compile_backward=True` compiles the backward pass with XLA on TensorFlow (JAX compiles
+    everything anyway under `jax.jit`).
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if jit_compile:
-            forward = tf.function(forward, jit_compile=True, autograph=False)
+        if jit_compile_backward:
             backward = tf.function(backward, jit_compile=True, autograph=False)
 
         def fn(*args):
@@ -205,10 +204,11 @@ class SequenceLayer(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
     # -- the fast loop -----------------------------------------------------------------------------
-    # On TensorFlow, inside a `tf.function` (as in `model.fit`), the training-time loop (the forward
-    # pass keeping residuals, and the hand-written backward pass) is compiled with XLA. Inference
-    # (training=False, what `model.export` saves) never is: it stays plain TensorFlow ops.
-    jit_compile_training = True
+    # On TensorFlow, inside a `tf.function` (as in `model.fit`), the hand-written backward pass is
+    # compiled with XLA, which fuses each step's elementwise arithmetic into a few loops. The forward
+    # pass never is (TensorFlow's own matrix product is faster there), so inference (training=False,
+    # what `model.export` saves) stays plain TensorFlow ops that serve anywhere.
+    jit_compile_backward = True
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
@@ -232,7 +232,7 @@ class SequenceLayer(keras.layers.RNN):
         recurrent_kernel = ops.copy(cell.recurrent_kernel)  # a tensor: the gradient reaches the variable through this read
         args = [z, *initial_state, recurrent_kernel, step_mask, recurrent_mask]
         if training and self._hand_written_gradient():
-            hs, *new_states = with_gradient(self.forward, self.backward, self._jit_compile())(*args)
+            hs, *new_states = with_gradient(self.forward, self.backward, self._jit_compile_backward())(*args)
         else:
             # Inference keeps no residuals; a gradient, if one is taken, is automatic differentiation.
             # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
@@ -256,8 +256,8 @@ class SequenceLayer(keras.layers.RNN):
         names = [getattr(self.cell, a, None) for a in self.differentiated_activations]
         return all(derivative_from_output(n) is not None for n in names)
 
-    def _jit_compile(self):
-        if not self.jit_compile_training or keras.backend.backend() != "tensorflow":
+    def _jit_compile_backward(self):
+        if not self.jit_compile_backward or keras.backend.backend() != "tensorflow":
             return False
         import tensorflow as tf
 
