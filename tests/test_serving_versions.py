@@ -312,3 +312,26 @@ def test_base_path_vanishing_for_a_while_unloads_nothing(serve, tmp_path):
     os.rename(base + ".away", base)
     testing.write_half_plus_two(base, 2, a=2.0, b=0.0, warmup=False)
     wait_for(lambda: stubs.y() == (2.0, 2))
+
+
+def test_model_config_file_is_re_read(tmp_path):
+    from google.protobuf import text_format
+
+    a, b = str(tmp_path / "models" / "a"), str(tmp_path / "models" / "b")
+    testing.write_half_plus_two(a, 1, a=1.0, b=0.0, warmup=False)
+    testing.write_half_plus_two(b, 1, a=7.0, b=0.0, warmup=False)
+    config_file = tmp_path / "models.config"
+    config_file.write_text(text_format.MessageToString(config_with(a, name="a")))
+    server, port = create_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.1, **FAST)
+    try:
+        stubs = Stubs(port)
+        both = config_with(a, name="a")
+        both.model_config_list.config.add().CopyFrom(config_with(b, name="b").model_config_list.config[0])
+        config_file.write_text(text_format.MessageToString(both))
+        wait_for(lambda: server.core.manager("b") is not None and server.core.manager("b").available_versions() == [1])
+        assert stubs.y("b") == (7.0, 1)
+        config_file.write_text("this is not a config")  # logged, the old config stays
+        time.sleep(0.3)
+        assert stubs.y("a") == (1.0, 1) and stubs.y("b") == (7.0, 1)
+    finally:
+        server.stop(0)

@@ -60,6 +60,7 @@ class ServerOptions:
     model_name: str = "default"
     model_base_path: str = None
     model_config_file: str = None
+    model_config_file_poll_wait_seconds: float = 0
     model_config: object = None
     file_system_poll_wait_seconds: float = 1.0
     enable_batching: bool = False
@@ -222,12 +223,35 @@ class ModelServer:
         self.scheduler = scheduler
         self.port = port
         self._stopped = threading.Event()
+        self._config_watcher = None
+
+    def watch_config_file(self, path, poll_wait_seconds):
+        """Re-reads `path` every `poll_wait_seconds` and applies it when it changed
+        (`--model_config_file_poll_wait_seconds`); a bad file is logged and the old config kept."""
+        last = [_read_text(path)]
+
+        def watch():
+            while not self._stopped.wait(poll_wait_seconds):
+                try:
+                    text = _read_text(path)
+                    if text == last[0]:
+                        continue
+                    last[0] = text
+                    self.core.apply_config(config_lib.parse_text(text, config_lib.ModelServerConfig))
+                    log.info("Applied the changed model config file %s", path)
+                except Exception as e:  # noqa: BLE001 - keep serving the previous config
+                    log.error("Could not apply the model config file %s: %s", path, e)
+
+        self._config_watcher = threading.Thread(target=watch, name="config-watcher", daemon=True)
+        self._config_watcher.start()
 
     def stop(self, grace=None):
         """Stops accepting RPCs, lets running ones finish for `grace` seconds, unloads models."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self._config_watcher is not None:
+            self._config_watcher.join(timeout=60)
         self.grpc_server.stop(grace).wait()
         if self.scheduler is not None:
             self.scheduler.close()
@@ -235,6 +259,11 @@ class ModelServer:
 
     def wait_for_termination(self, timeout=None):
         return self.grpc_server.wait_for_termination(timeout)
+
+
+def _read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def _model_config(options):
@@ -349,7 +378,10 @@ def create_server(options=None, **overrides):
             scheduler.close()
         raise
     core.start_polling()
-    return ModelServer(grpc_server, core, scheduler, port), port
+    server = ModelServer(grpc_server, core, scheduler, port)
+    if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
+        server.watch_config_file(options.model_config_file, options.model_config_file_poll_wait_seconds)
+    return server, port
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -377,6 +409,12 @@ def build_parser():
     flag("--model_name", default="default", help="name of the model (ignored with --model_config_file)")
     flag("--model_base_path", help="absolute path of the model's versions directory")
     flag("--model_config_file", help="text-format ModelServerConfig (models.config)")
+    flag(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0,
+        help="seconds between re-reads of --model_config_file (0: read once)",
+    )
     flag(
         "--file_system_poll_wait_seconds",
         type=float,
@@ -425,6 +463,7 @@ def options_from_args(args):
         model_name=args.model_name,
         model_base_path=base_path,
         model_config_file=args.model_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         enable_batching=args.enable_batching,
         batching_parameters_file=args.batching_parameters_file,
