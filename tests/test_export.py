@@ -314,6 +314,10 @@ def test_warmup_file_is_a_tfrecord_of_prediction_logs(tmp_path):
     np.testing.assert_array_equal(tf.make_ndarray(second.inputs["ids"]), IDS)
     assert third == request
 
+    per_signature = ex.write_warmup_requests(tmp_path, {"serving_default": {"x": [1.0]}, "tokens": {"ids": IDS}})
+    specs = [r.predict_log.request.model_spec for r in ex.read_warmup_requests(per_signature)]
+    assert [(s.name, s.signature_name) for s in specs] == [("model", "serving_default"), ("model", "tokens")]
+
     with pytest.raises(ex.ExportError, match=r"more than 1000"):
         ex.write_warmup_requests(tmp_path, [{"x": [1.0]}] * 1001)
     ex.write_warmup_requests(tmp_path, [{"x": [1.0]}] * 1000)
@@ -336,6 +340,13 @@ def test_export_runs_its_warmup_and_refuses_one_that_fails(tmp_path, string_expo
         with pytest.raises(ex.ExportError, match=message):
             ex.export_saved_model(Double(), base, warmup_requests=[bad])
         assert entries(base) == []
+
+
+def test_warmup_inputs_add_one_request_per_signature(tmp_path):
+    path = ex.export_saved_model(Double(), tmp_path / "m", warmup_requests=[{"x": [1.0]}],
+                                 warmup_inputs={"serving_default": {"x": [2.0, 3.0]}})
+    logs = ex.read_warmup_requests(path)
+    assert [tf.make_ndarray(log.predict_log.request.inputs["x"]).tolist() for log in logs] == [[1.0], [2.0, 3.0]]
 
 
 def test_extra_assets_are_written_beside_the_warmup(tmp_path):
@@ -628,5 +639,12 @@ def test_cli_model_directory_uses_load_for_export(tmp_path, monkeypatch, capsys)
     path = capsys.readouterr().out.strip()
     assert ex.read_warmup_requests(path)[0].predict_log.request.model_spec.name == "m"
     assert (tmp_path / "m" / "1" / "assets.extra" / "from.txt").read_text() == str(tmp_path / "run")
+
+    # keras_seq.g2p.model's form: (module, signatures, {signature: {alias: array}}).
+    fake.load_for_export = lambda d: (module, {"serving_default": module.serve}, {"serving_default": {"x": [3.0]}})
+    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m"), "--name", "g2p"]) == 0
+    (log,) = ex.read_warmup_requests(capsys.readouterr().out.strip())
+    assert log.predict_log.request.model_spec.name == "g2p"
+    assert tf.make_ndarray(log.predict_log.request.inputs["x"]).tolist() == [3.0]
     assert ex.main(["--model", str(tmp_path / "missing"), "--base-path", str(tmp_path / "m")]) == 1
     assert "neither a model directory nor a .keras file" in capsys.readouterr().err

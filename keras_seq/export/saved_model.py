@@ -23,6 +23,7 @@ def export_saved_model(
     model_name=None,
     audit=True,
     verify_warmup=True,
+    warmup_inputs=None,
 ):
     """Write `module_or_model` as version `version` of the TF Serving model at `base_path`.
 
@@ -38,7 +39,7 @@ def export_saved_model(
             concrete function, or a dict from signature name to either. For a Keras model, a dict
             of `tf.function`s with input signatures (added as `ExportArchive` endpoints).
         warmup_requests: up to 1000 requests written to `assets.extra/tf_serving_warmup_requests`
-            (see `warmup.write_warmup_requests` for the accepted forms).
+            (see `write_warmup_requests` for the accepted forms).
         assets: {file name: bytes, or the path of a file or directory to copy} written under
             `assets.extra/`, beside the SavedModel (files the graph reads belong in `assets/`
             through `tf.saved_model.Asset`).
@@ -46,6 +47,8 @@ def export_saved_model(
         audit: refuse (`ServabilityError`) an export holding ops CPU TF Serving cannot run.
         verify_warmup: load the written SavedModel and run every warmup request on it before
             publishing, since TF Serving refuses to load a version whose warmup fails.
+        warmup_inputs: `{signature name: {input alias: array}}`: one more warmup request per
+            signature, after `warmup_requests`.
 
     Returns:
         The path of the published version directory.
@@ -59,7 +62,11 @@ def export_saved_model(
     os.makedirs(base_path, exist_ok=True)
     repository.clean_stale_temporaries(base_path)
     _check_assets(assets)
-    requests = None if warmup_requests is None else warmup.to_predict_logs(warmup_requests, model_name)
+    requests = [] if warmup_requests is None else warmup.to_predict_logs(warmup_requests, model_name)
+    if warmup_inputs:
+        requests += warmup.to_predict_logs(dict(warmup_inputs), model_name)
+    if len(requests) > warmup.MAX_WARMUP_RECORDS:
+        raise ExportError(f"{len(requests)} warmup requests: TF Serving refuses more than {warmup.MAX_WARMUP_RECORDS}")
 
     variables_bytes = repository.estimate_size_bytes(module_or_model)
     repository.check_disk_space(base_path, 2 * variables_bytes + _assets_size(assets) + repository.DISK_MARGIN_BYTES)

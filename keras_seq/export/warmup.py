@@ -16,10 +16,12 @@ MAX_WARMUP_RECORDS = 1000
 def write_warmup_requests(path, requests, model_name="model"):
     """Write `requests` to `<path>/assets.extra/tf_serving_warmup_requests`; return the file's path.
 
-    `path` is a SavedModel directory. Each request is a `PredictionLog`, a `PredictRequest`, or a
-    dict — either `{"inputs": {alias: array}, "signature_name": ..., "model_name": ...}` or just
-    `{alias: array}` for `serving_default` — whose arrays (NumPy arrays, lists, Python strings)
-    become TensorProtos. At most 1000 records, TF Serving's limit.
+    `path` is a SavedModel directory. `requests` is a list whose items are each a `PredictionLog`,
+    a `PredictRequest`, or a dict — either `{"inputs": {alias: array}, "signature_name": ...,
+    "model_name": ..., "output_filter": [...]}` or just `{alias: array}` for `serving_default` —
+    whose arrays (NumPy arrays, lists, Python strings) become TensorProtos; or `requests` is one
+    dict `{signature name: {alias: array}}`, one request per signature. At most 1000 records, TF
+    Serving's limit.
     """
     import tensorflow as tf
 
@@ -99,7 +101,9 @@ def to_predict_logs(requests, model_name):
     from tensorflow.core.framework import tensor_pb2
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-    if isinstance(requests, (dict, predict_pb2.PredictRequest, prediction_log_pb2.PredictionLog)):
+    if _per_signature(requests):
+        requests = [{"signature_name": name, "inputs": inputs} for name, inputs in requests.items()]
+    elif isinstance(requests, (dict, predict_pb2.PredictRequest, prediction_log_pb2.PredictionLog)):
         requests = [requests]
     logs = []
     for i, request in enumerate(requests):
@@ -131,6 +135,16 @@ def to_predict_logs(requests, model_name):
             "(Number of warmup records exceeds the maximum)"
         )
     return logs
+
+
+def _per_signature(requests):
+    """Whether `requests` is `{signature name: {alias: array}}` (not one request's dict)."""
+    return (
+        isinstance(requests, dict)
+        and bool(requests)
+        and "inputs" not in requests
+        and all(isinstance(v, dict) for v in requests.values())
+    )
 
 
 def _as_array(value):
