@@ -12,10 +12,16 @@ temporary directory behind, never a numeric one; `clean_stale_temporaries` remov
 `audit_saved_model` walks every graph an export holds — the main graph and every function of the
 function library — and names each op a CPU TensorFlow Serving cannot run: cuDNN ops, Python
 callbacks (`PyFunc`, `EagerPyFunc`), XLA-only ops and functions that must be XLA-compiled, ops this
-TensorFlow does not know (custom ops), and ops without a CPU kernel for their dtypes.
+TensorFlow does not know (custom ops), ops without a CPU kernel for their dtypes, and variables the
+checkpoint restore op never assigns. The last is what a Keras 3 model held by a `tf.Module` gives
+when saved as is: Python loads it, TF Serving's C++ loader fails with "Could not find variable";
+`export_saved_model` avoids it by tracking the tf.Variables behind the Keras variables too.
 
 `write_warmup_requests` / `read_warmup_requests` handle `assets.extra/tf_serving_warmup_requests`:
 a TFRecord file of `PredictionLog` records that TF Serving replays at load time.
+
+Modules: `repository` (versions, temporaries, atomic publishing, disk space), `saved_model`
+(`export_saved_model`), `warmup`, `audit`, `errors`; everything public is re-exported here.
 
 Example:
 
