@@ -311,3 +311,54 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
         assert message in err, (argv, err)
         assert err.startswith("keras-seq "), err
         assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies and precisions (the hooks of the training-at-scale work)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bad_strategy_precision_and_batch_are_refused(tmp_path):
+    lexicon = reverse_task(20, 3, 4)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        train(lexicon, None, tmp_path / "a", strategy="nccl-ring", **TINY)
+    with pytest.raises(ValueError, match="unknown precision"):
+        train(lexicon, None, tmp_path / "b", precision="float8", **TINY)
+    with pytest.raises(ValueError, match="positive integer"):
+        train(lexicon, None, tmp_path / "c", epochs=0, **TINY)
+
+
+_MIRRORED_SCRIPT = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, sys
+import numpy as np
+from keras_seq.g2p.data import reverse_task
+from keras_seq.g2p.model import G2P
+from keras_seq.g2p.train import train, read_metrics
+lexicon = reverse_task(300, 3, 5, seed=1)
+for strategy, precision in [("mirrored", "float32"), ("default", "mixed_bfloat16")]:
+    out = f"{sys.argv[1]}/{strategy}-{precision}"
+    g2p = train(lexicon, None, out, epochs=2, batch_size=32, units=32, embedding_dim=16, verbose=0,
+                dev_words=20, strategy=strategy, precision=precision, static_shapes=True,
+                learning_rate=1e-2)
+    assert g2p.model.dtype_policy.name == precision, g2p.model.dtype_policy.name
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    losses = [float(r["loss"]) for r in read_metrics(f"{out}/metrics.csv")]
+    assert losses[-1] < losses[0], losses
+    words = ["abc", "hello"]
+    a, b = G2P.load(out).predict(words), g2p.predict(words)
+    assert [r[0][0] for r in a] == [r[0][0] for r in b], (a, b)
+    assert np.allclose([r[0][1] for r in a], [r[0][1] for r in b], atol=1e-3), (a, b)
+    print(strategy, precision, "ok", losses)
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_and_mixed_precision_train(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, str(tmp_path)], capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "mirrored float32 ok" in run.stdout and "default mixed_bfloat16 ok" in run.stdout

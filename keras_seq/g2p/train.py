@@ -181,13 +181,15 @@ def _arrays(lexicon, g2p):
 
 
 def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5, 7, 9, 11, 14),
-                 static_shapes=False):
+                 static_shapes=False, drop_remainder=False):
     """A `tf.data.Dataset` of `({"encoder_inputs", "decoder_inputs"}, labels)` batches.
 
     `arrays` are `make_teacher_forcing_arrays` outputs. Pads are trimmed per example, examples
     are (optionally) shuffled every epoch, grouped by word length and padded per batch.
     With `static_shapes=True` every batch keeps the arrays' full padded shape and the last
-    partial batch is dropped (no bucketing): one traced training step, as TPUs need.
+    partial training batch is dropped (no bucketing): one traced training step, as TPUs need.
+    With `drop_remainder=True` no batch is smaller than `batch_size` (several replicas need
+    batches that split evenly).
     """
     enc, dec, lab = arrays["encoder_inputs"], arrays["decoder_inputs"], arrays["labels"]
     enc_len = np.maximum((enc != PAD_ID).sum(axis=1), 1)
@@ -196,7 +198,7 @@ def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5
         ds = tf.data.Dataset.from_tensor_slices(({"encoder_inputs": enc, "decoder_inputs": dec}, lab))
         if shuffle:
             ds = ds.shuffle(len(enc), seed=seed, reshuffle_each_iteration=True)
-        drop = shuffle and len(enc) >= batch_size  # training: every batch the same shape
+        drop = drop_remainder or (shuffle and len(enc) >= batch_size)  # training: one shape
         return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
     ds = tf.data.Dataset.from_tensor_slices((enc, dec, lab, enc_len.astype(np.int32), dec_len.astype(np.int32)))
     if shuffle:
@@ -210,6 +212,7 @@ def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padded_shapes=([None], [None], [None]),
         padding_values=(PAD_ID, PAD_ID, PAD_ID),
+        drop_remainder=drop_remainder,
     )
     ds = ds.map(lambda e, d, l: ({"encoder_inputs": e, "decoder_inputs": d}, l))
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -543,6 +546,11 @@ def train(
 
     keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
+    if batch_size % distribution.num_replicas_in_sync:
+        raise ValueError(
+            f"the global batch size {batch_size} does not split evenly across "
+            f"{distribution.num_replicas_in_sync} replicas"
+        )
     old_policy = keras.config.dtype_policy()
     keras.mixed_precision.set_dtype_policy(precision)
     try:
@@ -572,10 +580,18 @@ def train(
     dev_arrays = _arrays(dev_lexicon, g2p) if dev_lexicon else None
     if static_shapes:  # train and dev padded to the same lengths: one traced step each
         train_arrays, dev_arrays = _trim_to_common_length(train_arrays, dev_arrays)
-    train_ds = make_dataset(train_arrays, batch_size, shuffle=True, seed=seed, static_shapes=static_shapes)
+    # Several replicas: every batch splits evenly (Keras 3.15 fails on uneven per-replica
+    # batches with a masked loss), so partial batches are dropped, in training and for val_loss.
+    replicas = distribution.num_replicas_in_sync
+    even = replicas > 1
+    train_ds = make_dataset(train_arrays, batch_size, shuffle=True, seed=seed, static_shapes=static_shapes,
+                            drop_remainder=even)
     dev_ds = None
     if dev_arrays is not None:
-        dev_ds = make_dataset(dev_arrays, max(batch_size, 256), static_shapes=static_shapes)
+        n_dev = len(dev_arrays["labels"])
+        dev_batch = min(batch_size, n_dev - n_dev % replicas) if even else max(batch_size, 256)
+        if dev_batch > 0:
+            dev_ds = make_dataset(dev_arrays, dev_batch, static_shapes=static_shapes, drop_remainder=even)
 
     state = dict(previous or {})
     state.update(settings=settings, finished=False, train_words=len(train_lexicon),
