@@ -110,3 +110,12 @@ def test_unknown_cells_and_bad_inputs_are_refused():
         internals(keras.layers.LSTM(3), X)
     with pytest.raises(ValueError, match="batch, time, features"):
         internals(LSTM(3), X[0])
+
+
+def test_module_docstring_example_runs():
+    import doctest
+
+    import keras_seq.introspect
+
+    result = doctest.testmod(keras_seq.introspect, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

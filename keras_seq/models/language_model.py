@@ -76,7 +76,7 @@ class RNNLanguageModel(keras.Model):
     >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
     >>> _ = model.fit(data["inputs"], data["labels"], epochs=1, verbose=0)
     >>> out = model.generate(4, temperature=0.8, top_k=5, seed=1)
-    >>> out["tokens"].shape, model.sequence_log_probs(out["tokens"]).shape
+    >>> tuple(out["tokens"].shape), tuple(model.sequence_log_probs(out["tokens"]).shape)
     ((4, 32), (4,))
     """
 
