@@ -82,6 +82,7 @@ from keras_seq.g2p.data import (
 )
 from keras_seq.g2p.metrics import g2p_scores
 from keras_seq.g2p.model import CHARACTERS_FILE, PHONEMES_FILE, G2P
+from keras_seq import distribute as _distribute
 
 __all__ = [
     "train",
@@ -97,7 +98,7 @@ __all__ = [
     "PRECISIONS",
 ]
 
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = _distribute.STRATEGIES  # ("default", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("decay", "plateau", "constant")
 METRICS_COLUMNS = ["epoch", "loss", "val_loss", "dev_wer", "dev_per", "seconds", "learning_rate", "elapsed"]
@@ -153,13 +154,7 @@ def make_strategy(strategy=None):
 
     The one place to add strategies ("multiworker", "tpu", ...).
     """
-    if strategy is None or strategy == "default":
-        return tf.distribute.get_strategy()
-    if isinstance(strategy, tf.distribute.Strategy):
-        return strategy
-    if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    return _distribute.make_strategy(strategy)  # also "multiworker", "tpu"; DataParallel on JAX
 
 
 def _check_precision(precision):
@@ -517,7 +512,7 @@ def train(
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    out_dir = Path(out_dir)
+    out_dir = _distribute.worker_dir(out_dir, strategy)  # a non-chief worker: out_dir/.worker-N
     settings = dict(
         train_source=_describe_source(train_source),
         dev_source=None if dev_source is None else _describe_source(dev_source),
@@ -616,7 +611,9 @@ def train(
         MetricsCSV(out_dir / METRICS_FILE, elapsed_offset=elapsed if previous else 0.0),
         *(callbacks or []),
     ]
-    g2p.model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False)
+    # model.fit, or under MultiWorkerMirroredStrategy a strategy.run loop (keras-team/keras#20585)
+    _distribute.fit(g2p.model, distribution, train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
+                    verbose=verbose)
 
     state["finished"] = True
     _write_json(out_dir / RUN_FILE, state)
