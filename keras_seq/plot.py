@@ -74,6 +74,8 @@ def _labels(g2p, word):
     """The characters of `word` as the model reads them (`?` for one out of its vocabulary)."""
     ids = g2p.encode_words([word])[0]
     ids = ids[ids != g2p.characters.pad_id]
+    if not len(ids):
+        raise ValueError(f"No characters to show for the word {word!r}.")
     return [g2p.characters.id_to_token(i) if i != g2p.characters.oov_id else "?" for i in ids], ids
 
 
@@ -93,8 +95,6 @@ def gate_activations(g2p, word, layer=0):
     if not 0 <= layer < len(model.encoder):
         raise ValueError(f"The encoder has {len(model.encoder)} layer(s); no layer {layer}.")
     characters, ids = _labels(g2p, word)
-    if not characters:
-        raise ValueError(f"No characters to show for the word {word!r}.")
     tokens = ops.convert_to_tensor(ids[None, :].astype("int32"))
     mask = ops.ones_like(tokens, dtype="bool")
     x = model.source_embedding(tokens)

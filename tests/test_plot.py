@@ -124,6 +124,8 @@ def test_clear_errors(gru_model, tmp_path, capsys, monkeypatch):
     assert "no attention" in capsys.readouterr().err
     assert cli(["plot", "curves", "--run", str(tmp_path), "--out", out]) == 2
     assert "metrics" in capsys.readouterr().err
+    assert cli(["plot", "gates", "--model", str(gru_model), "--word", "", "--out", out]) == 2
+    assert "No characters" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     with pytest.raises(plot.MissingMatplotlib, match=r"pip install keras-seq\[plot\]"):
         plot.pyplot()
