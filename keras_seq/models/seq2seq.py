@@ -51,12 +51,18 @@ class AdditiveAttention(keras.layers.Layer):
         self.v = self.add_weight(shape=(self.units,), name="v")
         self.W_c = self.add_weight(shape=(query_shape[-1] + memory_dim, query_shape[-1]), name="W_c")
 
-    def call(self, query, memory, memory_mask=None, return_weights=False):
-        """query: (B, T, d) or (B, d); memory: (B, n, m); memory_mask: (B, n) bool."""
+    def keys(self, memory):
+        """W_k e(j) for every encoder output: computed once per input, reused at every step."""
+        return ops.matmul(memory, self.W_k)  # (B, n, units)
+
+    def call(self, query, memory, memory_mask=None, return_weights=False, keys=None):
+        """query: (B, T, d) or (B, d); memory: (B, n, m); memory_mask: (B, n) bool; `keys`:
+        `self.keys(memory)` when the caller has it already (the decoding loop does)."""
         single_step = len(query.shape) == 2
         if single_step:
             query = query[:, None, :]
-        keys = ops.matmul(memory, self.W_k)  # (B, n, units)
+        if keys is None:
+            keys = self.keys(memory)
         queries = ops.matmul(query, self.W_q)  # (B, T, units)
         scores = ops.sum(ops.tanh(queries[:, :, None, :] + keys[:, None, :, :]) * self.v, axis=-1)
         if memory_mask is not None:
@@ -255,7 +261,8 @@ class EncoderDecoder(keras.Model):
     def decoder_step(self, tokens, state):
         """One decoder step for `keras_seq.decoding`: `(logits (N, V), new_state)`.
 
-        `state` is `{"rnn": [states of each decoder layer], "memory": ..., "memory_mask": ...}`.
+        `state` is `{"rnn": [states of each decoder layer]}`, with attention also `"memory"`,
+        `"memory_mask"` and `"keys"` (the attention's projected memory, computed once).
         """
         x = self.target_embedding(tokens)
         new_rnn = []
@@ -263,7 +270,7 @@ class EncoderDecoder(keras.Model):
             x, new_states = layer.cell(x, list(states))
             new_rnn.append(list(new_states))
         if self.attention is not None:
-            x = self.attention(x, state["memory"], state["memory_mask"])
+            x = self.attention(x, state["memory"], state["memory_mask"], keys=state["keys"])
         logits = ops.cast(self.output_layer(x), "float32")
         return logits, {**state, "rnn": new_rnn}
 
@@ -271,7 +278,7 @@ class EncoderDecoder(keras.Model):
         memory, memory_mask, initial = self.encode(encoder_inputs)
         state = {"rnn": [list(s) for s in initial]}
         if self.attention is not None:
-            state.update(memory=memory, memory_mask=memory_mask)
+            state.update(memory=memory, memory_mask=memory_mask, keys=self.attention.keys(memory))
         return state
 
     def generate(
@@ -303,18 +310,30 @@ class EncoderDecoder(keras.Model):
         max_length = max_length or self.max_output_length
         encoder_inputs = ops.cast(ops.convert_to_tensor(encoder_inputs), "int32")
         state = self.initial_decoder_state(encoder_inputs)
+        # Only the recurrent states travel through the loop (and, for beams, are reordered at
+        # every step); the attention's memory is constant, so the step function closes over it,
+        # tiled once per beam.
+        constants = {k: v for k, v in state.items() if k != "rnn"}
+        if method == "beam" and constants:
+            constants = decoding.tile_beams(constants, beam_width)
+
+        def step(tokens, loop_state):
+            logits, new_state = self.decoder_step(tokens, {**loop_state, **constants})
+            return logits, {"rnn": new_state["rnn"]}
+
+        state = {"rnn": state["rnn"]}
         start = ops.full((ops.shape(encoder_inputs)[0],), self.start_token, "int32")
         common = dict(max_length=max_length, end_token=self.end_token, pad_token=self.pad_token)
         if method == "greedy":
-            return decoding.greedy_search(self.decoder_step, state, start, **common)
+            return decoding.greedy_search(step, state, start, **common)
         if method == "beam":
             return decoding.beam_search(
-                self.decoder_step, state, start, beam_width=beam_width,
+                step, state, start, beam_width=beam_width,
                 length_penalty=length_penalty, num_results=num_results, **common,
             )
         if method == "sample":
             return decoding.sample(
-                self.decoder_step, state, start, temperature=temperature, top_k=top_k, seed=seed, **common
+                step, state, start, temperature=temperature, top_k=top_k, seed=seed, **common
             )
         raise ValueError(f"Unknown decoding method {method!r}: use 'greedy', 'beam' or 'sample'.")
 
