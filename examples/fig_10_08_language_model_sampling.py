@@ -8,7 +8,8 @@ model directory) the invented words are also pronounced.
 
 About two minutes on two CPU cores (`--tiny`: seconds, and gibberish).
 
-Run: python examples/fig_10_08_language_model_sampling.py [--tiny] [--cell lstm|gru|elman] [--g2p DIR]
+Run: python examples/fig_10_08_language_model_sampling.py [--tiny] [--cell lstm|gru|elman] [--prefix qu]
+     [--g2p DIR]
 """
 
 import argparse
@@ -48,6 +49,7 @@ def main(argv=None):
     parser.add_argument("--tiny", action="store_true", help="minimal budget (or KERAS_SEQ_EXAMPLE_TINY=1)")
     parser.add_argument("--cell", default="lstm", choices=["elman", "lstm", "gru"])
     parser.add_argument("--words", type=Path, default=TRAIN, help="CMUdict-format file of training words")
+    parser.add_argument("--prefix", default="qu", help="also continue words that start like this")
     parser.add_argument("--g2p", type=Path, default=None, help="a trained G2P model directory")
     args = parser.parse_args(argv)
     tiny = args.tiny or os.environ.get("KERAS_SEQ_EXAMPLE_TINY") == "1"
@@ -82,6 +84,10 @@ def main(argv=None):
             print(f"  {word:<18} log P = {score:7.2f}  {note}{'' if ended else ', no </s> (cut at the limit)'}")
             if word not in known and ended and word.isalpha():
                 invented.append(word)
+    if args.prefix:
+        out = model.generate(5, temperature=0.7, top_k=10, seed=3, prefix=letters.encode(args.prefix.lower()))
+        continued = [args.prefix.lower() + "".join(letters.decode(row)) for row in np.asarray(out["tokens"])]
+        print(f"continuing {args.prefix!r}: {', '.join(continued)}")
     if args.g2p is not None and invented:
         from keras_seq.g2p.model import G2P
 

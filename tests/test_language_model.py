@@ -152,3 +152,17 @@ def test_generation_compiles_inside_tf_function():
     other = compiled(tf.constant(22))  # a new seed, the same graph
     assert compiled.experimental_get_tracing_count() == 1
     assert np_(other["tokens"]).shape == (5, 7)
+
+
+@pytest.mark.parametrize("method", ["greedy", "sample", "beam"])
+def test_prefix_is_read_first_and_continued(method):
+    model = make_model("lstm")
+    prefix = [5, 7]
+    out = model.generate(2, method=method, prefix=prefix, seed=4, beam_width=3, max_length=5)
+    tokens, scores = np_(out["tokens"]), np_(out["scores"])
+    full = np.concatenate([np.tile(prefix, (2, 1)), tokens], axis=1)
+    per_step = np_(model.step_log_probs(full))
+    # The scores are log P(continuation | prefix): the whole sequence's steps after the prefix.
+    np.testing.assert_allclose(per_step[:, len(prefix):].sum(1), scores, atol=1e-4)
+    with pytest.raises(ValueError, match="prefix"):
+        model.generate(1, prefix=[START])

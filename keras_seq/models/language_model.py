@@ -198,6 +198,7 @@ class RNNLanguageModel(keras.Model):
         max_length=None,
         seed=None,
         beam_width=4,
+        prefix=None,
     ):
         """Generates `num` sequences in one compiled loop of `keras_seq.decoding`.
 
@@ -209,24 +210,26 @@ class RNNLanguageModel(keras.Model):
                 temperature 0 is greedy).
             max_length: Most tokens per sequence, </s> included (default `self.max_length`).
             beam_width: Beams of "beam".
+            prefix: Optional token ids y(1..k) that every sequence starts with (e.g. the letters
+                "q", "u"): the model reads them first and generates the rest.
 
         Returns:
             dict with `tokens` int32 (num, max_length) — each sequence y(1..τ) followed by </s>,
             then `pad_token` — `lengths` int32 (num,) (</s> included; `max_length` if </s> never
-            came) and `scores` float32 (num,), log P of each sequence.
+            came) and `scores` float32 (num,), log P of each sequence. With a `prefix`, the
+            tokens and scores are those of the continuation: log P(continuation | prefix).
         """
         max_length = max_length or self.max_length
         common = dict(max_length=max_length, end_token=self.end_token, pad_token=self.pad_token)
         if method == "beam":
             if not 1 <= num <= beam_width:
                 raise ValueError(f"method='beam' returns 1 to beam_width={beam_width} sequences, got num={num}.")
+            state, start = self._read_prefix(1, prefix)
             out = decoding.beam_search(
-                self.decoder_step, self.initial_state(1), ops.full((1,), self.start_token, "int32"),
-                beam_width=beam_width, num_results=num, **common,
+                self.decoder_step, state, start, beam_width=beam_width, num_results=num, **common
             )
             return {"tokens": out["tokens"][0], "lengths": out["lengths"][0], "scores": out["scores"][0]}
-        start = ops.full((num,), self.start_token, "int32")
-        state = self.initial_state(num)
+        state, start = self._read_prefix(num, prefix)
         if method == "greedy":
             return decoding.greedy_search(self.decoder_step, state, start, **common)
         if method == "sample":
@@ -234,6 +237,16 @@ class RNNLanguageModel(keras.Model):
                 self.decoder_step, state, start, temperature=temperature, top_k=top_k, seed=seed, **common
             )
         raise ValueError(f"Unknown method {method!r}: use 'sample', 'greedy' or 'beam'.")
+
+    def _read_prefix(self, num, prefix):
+        """The state after reading <s> and all of `prefix` but its last token, and that token."""
+        tokens = [self.start_token] + [int(t) for t in (prefix or [])]
+        if self.pad_token in tokens[1:] or self.start_token in tokens[1:]:
+            raise ValueError(f"`prefix` may not contain <pad> or <s>, got {list(prefix)}.")
+        state = self.initial_state(num)
+        for token in tokens[:-1]:
+            _, state = self.decoder_step(ops.full((num,), token, "int32"), state)
+        return state, ops.full((num,), tokens[-1], "int32")
 
     def score(self, tokens, lengths=None):
         """log P of each sequence step by step (`keras_seq.decoding.score_sequences`): the
