@@ -167,15 +167,16 @@ def test_encoder_decoder_trains_with_each_cell(settings):
 
 @pytest.mark.slow
 def test_quick_task_reaches_95_percent_exact_match(tmp_path):
+    """The settings of `keras-seq train reverse` (about a minute on 2 busy cores)."""
     start = time.time()
     lexicon = reverse_task(3000, 3, 6, seed=5)
-    held_out = reverse_task(300, 3, 6, seed=6)
-    g2p = train(lexicon, held_out, tmp_path / "run", epochs=12, batch_size=64, units=64,
+    held_out = [e for e in reverse_task(400, 3, 6, seed=6) if e[0] not in dict(lexicon)][:300]
+    g2p = train(lexicon, held_out, tmp_path / "run", epochs=6, batch_size=64, units=64,
                 embedding_dim=32, attention=True, learning_rate=5e-3, verbose=0, dev_words=300,
                 static_shapes=True)
     assert _exact_match(g2p, held_out, "greedy") >= 0.95
     assert _exact_match(g2p, held_out, "beam") >= 0.95
-    assert time.time() - start < 600
+    assert time.time() - start < 300
 
 
 # ---------------------------------------------------------------------------------------------
