@@ -4,7 +4,6 @@ The quick synthetic task (spelling letter strings backwards) stands in for CMUdi
 vocabularies, model, pipeline and command line, trained in seconds.
 """
 
-import csv
 import json
 import os
 import subprocess
@@ -25,7 +24,13 @@ from keras_seq.g2p.data import (
     write_cmudict,
 )
 from keras_seq.g2p.model import G2P
-from keras_seq.g2p.train import RunExistsError, _prepare_out_dir, make_dataset, read_metrics, train
+from keras_seq.g2p.train import (
+    RunExistsError,
+    _prepare_out_dir,
+    make_dataset,
+    read_metrics,
+    train,
+)
 
 # Small, and one traced training step (static shapes): the tests spend their time compiling.
 TINY = dict(units=32, embedding_dim=16, verbose=0, dev_words=50, lr_schedule="constant",

@@ -65,13 +65,12 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from keras_seq import distribute as _distribute
 from keras_seq.g2p.data import (
     PAD_ID,
     Vocabulary,
@@ -81,21 +80,20 @@ from keras_seq.g2p.data import (
     normalize_word,
 )
 from keras_seq.g2p.metrics import g2p_scores
-from keras_seq.g2p.model import CHARACTERS_FILE, PHONEMES_FILE, G2P
-from keras_seq import distribute as _distribute
+from keras_seq.g2p.model import CHARACTERS_FILE, G2P, PHONEMES_FILE
 
 __all__ = [
-    "train",
-    "make_strategy",
-    "load_source",
-    "make_dataset",
+    "METRICS_COLUMNS",
+    "PRECISIONS",
+    "STRATEGIES",
+    "Backup",
     "DevScores",
     "MetricsCSV",
-    "Backup",
     "RunExistsError",
-    "METRICS_COLUMNS",
-    "STRATEGIES",
-    "PRECISIONS",
+    "load_source",
+    "make_dataset",
+    "make_strategy",
+    "train",
 ]
 
 STRATEGIES = _distribute.STRATEGIES  # ("default", "mirrored", "multiworker", "tpu")
@@ -218,7 +216,7 @@ def _trim_to_common_length(*arrays):
     present = [a for a in arrays if a is not None]
     enc_t = max(int((a["encoder_inputs"] != PAD_ID).sum(axis=1).max(initial=1)) for a in present)
     dec_t = max(int((a["labels"] != PAD_ID).sum(axis=1).max(initial=1)) for a in present)
-    cut = lambda a: None if a is None else {  # noqa: E731
+    cut = lambda a: None if a is None else {
         "encoder_inputs": a["encoder_inputs"][:, :enc_t], "decoder_inputs": a["decoder_inputs"][:, :dec_t],
         "labels": a["labels"][:, :dec_t], "word_index": a["word_index"],
     }
@@ -229,7 +227,7 @@ def _fixed_subset(lexicon, n, salt="dev"):
     """At most n entries, chosen by a hash of the word (the same words every time)."""
     if n is None or n >= len(lexicon):
         return list(lexicon)
-    key = lambda entry: hashlib.md5((salt + entry[0]).encode("utf-8")).hexdigest()  # noqa: E731
+    key = lambda entry: hashlib.md5((salt + entry[0]).encode("utf-8")).hexdigest()
     return sorted(lexicon, key=key)[:n]
 
 
