@@ -6,9 +6,35 @@ The serving sub-commands (`serve`, `predict`) never import model code, as TF Ser
 import importlib
 import os
 import sys
+import tempfile
 
 # TensorFlow prints a lot at import; keep the user's own output readable.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 sent to a temporary file.
+
+    Some of TensorFlow's start-up lines (oneDNN, CUDA probing) are written by its C++ runtime
+    before it reads TF_CPP_MIN_LOG_LEVEL. They are dropped, unless the import fails: then they
+    are printed, as they may explain why. Set TF_CPP_MIN_LOG_LEVEL=0 to see them always.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("0", "1", "2") or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 # sub-command -> (module, function taking argv, one-line help)
 COMMANDS = {
@@ -41,6 +67,8 @@ def main(argv=None):
         print(f"keras-seq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _ = COMMANDS[name]
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" or name in ("serve", "predict", "export"):
+        _import_tensorflow_quietly()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
