@@ -17,7 +17,7 @@ def _import_tensorflow_quietly():
 
     Some of TensorFlow's start-up lines (oneDNN, CUDA probing) are written by its C++ runtime
     before it reads TF_CPP_MIN_LOG_LEVEL. They are dropped, unless the import fails: then they
-    are printed, as they may explain why. Set TF_CPP_MIN_LOG_LEVEL=0 to see them always.
+    are printed, as they may explain why. Set TF_CPP_MIN_LOG_LEVEL below 3 to see them always.
     """
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("0", "1", "2") or "tensorflow" in sys.modules:
         return

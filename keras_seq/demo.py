@@ -63,7 +63,7 @@ def train_or_load(args):
     return train(
         args.data, out_dir=args.model_dir, epochs=100, units=128, embedding_dim=64,
         attention=True, candidate_activation="tanh", batch_size=128, learning_rate=3e-3,
-        callbacks=[TimeBudget(args.minutes * 60)], verbose=2,
+        callbacks=[TimeBudget(args.minutes * 60)], verbose=2, overwrite=True,
     )
 
 
