@@ -255,25 +255,30 @@ def test_dataset_batches_are_bucketed_and_masked():
 # ---------------------------------------------------------------------------------------------
 
 
-def _run_cli(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "keras_seq.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+_ROUND_TRIP = """
+import sys
+from keras_seq.cli import main
+out, data = sys.argv[1], sys.argv[2]
+code = main(["train", "reverse", "--out", out, "--words", "300", "--epochs", "2", "--units", "32",
+             "--embedding-dim", "16", "--dev-words", "50", "--static-shapes"])
+print("train exit code", code, flush=True)
+code = code or main(["evaluate", "--model", out, "--data", data, "--limit", "30", "--beam-width", "3"])
+sys.exit(code)
+"""
 
 
 def test_cli_train_then_evaluate_round_trip(tmp_path, capsys):
-    out = tmp_path / "rev"
-    train_run = _run_cli("train", "reverse", "--out", str(out), "--words", "300", "--epochs", "2",
-                         "--units", "32", "--embedding-dim", "16", "--dev-words", "50", "--static-shapes")
-    assert train_run.returncode == 0, train_run.stderr[-3000:]
-    assert "Epoch 1/2" in train_run.stdout and "Epoch 2/2" in train_run.stdout
-    assert [int(r["epoch"]) for r in read_metrics(out / "metrics.csv")] == [1, 2]
-    data = tmp_path / "dev.dict"
+    """`keras-seq train` then `keras-seq evaluate` through the real dispatcher, in one subprocess
+    (one TensorFlow import instead of two)."""
+    out, data = tmp_path / "rev", tmp_path / "dev.dict"
     write_cmudict(reverse_task(40, 3, 7, seed=1), data)
-    ev = _run_cli("evaluate", "--model", str(out), "--data", str(data), "--limit", "30", "--beam-width", "3")
-    assert ev.returncode == 0, ev.stderr[-3000:]
-    assert "WER: " in ev.stdout and "PER: " in ev.stdout and "words/s" in ev.stdout
-    assert "30 words" in ev.stdout and "beam search, width 3" in ev.stdout
+    run = subprocess.run([sys.executable, "-c", _ROUND_TRIP, str(out), str(data)], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Epoch 1/2" in run.stdout and "Epoch 2/2" in run.stdout and "train exit code 0" in run.stdout
+    assert [int(r["epoch"]) for r in read_metrics(out / "metrics.csv")] == [1, 2]
+    assert "WER: " in run.stdout and "PER: " in run.stdout and "words/s" in run.stdout
+    assert "30 words" in run.stdout and "beam search, width 3" in run.stdout
     # The same entry points in this process: greedy evaluation, and a second run refused.
     assert evaluate_main(["--model", str(out), "--data", str(data), "--greedy"]) == 0
     printed = capsys.readouterr().out
