@@ -65,9 +65,19 @@ def _add_training_args(p, defaults):
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its backup")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", choices=["default", "mirrored"], default="default")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker", "tpu"], default="default",
+                   help="tf.distribute strategy; multiworker: the cluster from TF_CONFIG, one process per worker")
+    p.add_argument("--tpu", default=None, help="--strategy tpu: the TPUClusterResolver's tpu (name or grpc:// address)")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+
+
+def _strategy(args):
+    if args.strategy == "tpu" and args.tpu:
+        from keras_seq.distribute import make_strategy
+
+        return make_strategy("tpu", tpu=args.tpu)
+    return args.strategy
 
 
 def _train_kwargs(args):
@@ -77,7 +87,7 @@ def _train_kwargs(args):
         cell=args.cell, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
         bidirectional=not args.unidirectional, attention=args.attention, dropout=args.dropout,
         candidate_activation=args.candidate_activation, scheduled_sampling=args.scheduled_sampling,
-        beam_width=args.beam_width, resume=args.resume, seed=args.seed, strategy=args.strategy,
+        beam_width=args.beam_width, resume=args.resume, seed=args.seed, strategy=_strategy(args),
         precision=args.precision, verbose=args.verbose, dev_words=args.dev_words or None,
         lr_schedule=args.lr_schedule, checkpoint_steps=args.checkpoint_steps, overwrite=args.overwrite,
         static_shapes=args.static_shapes,
