@@ -28,8 +28,11 @@ The pieces `keras_seq.g2p.train` (and any keras-seq training script) uses:
   *inside* the epoch: it replays the data order (one iterator creation per finished epoch
   advances the tf.data shuffle seed as the uninterrupted run did) and skips the batches already
   trained on, so an interrupted and resumed run ends with the weights of an uninterrupted one.
-  A watchdog ends the process with a clear message (exit code `EXIT_STALLED`) when no step
-  finishes within ``step_timeout`` seconds: a dead worker makes the others fail, not hang.
+  A dead worker makes the others fail, not hang: a collective that fails (a peer's connection
+  reset, a lost heartbeat) ends the process with a one-line message and exit code
+  `EXIT_STALLED` (TensorFlow cannot run collectives after that, and its shutdown would wait on
+  the dead peer), and a watchdog does the same when no step finishes within ``step_timeout``
+  seconds (a peer that hangs, or vanishes without closing its connections).
 - `worker_dir(out_dir)`: where this process writes: the run directory on the chief, a
   ``.worker-N`` subdirectory on the other workers (TensorFlow's convention: every worker runs the
   same code; only the chief's files are the run's).
@@ -419,7 +422,7 @@ def custom_fit(model, strategy, dataset, *, epochs, validation_data=None, callba
     model.stop_training = False
     watchdog = _Watchdog(step_timeout).start(first_step_timeout)
     callback_list.on_train_begin()
-    logs = {}
+    logs, epoch = {}, initial_epoch
     try:
         # One iterator per finished epoch: the shuffle order of epoch k is that of the
         # uninterrupted run (tf.data draws a new shuffle seed at each iterator creation).
@@ -468,12 +471,32 @@ def custom_fit(model, strategy, dataset, *, epochs, validation_data=None, callba
             watchdog.relax()
             if model.stop_training:
                 break
+    except _collective_errors() as e:
+        if not is_multiworker(strategy):
+            raise
+        # A peer died (connection reset, heartbeat lost, ...). TensorFlow cannot run collectives
+        # in this process any more ("Restart your program to reset"), and its shutdown would wait
+        # on the dead peer: report and end the process.
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        _, task_id, workers, _ = task_info()
+        print(f"\nkeras-seq: error: worker {task_id} of {workers} lost the cluster "
+              f"({type(e).__name__}: {first}) in epoch {epoch + 1}: a worker has died or cannot be "
+              "reached. Stopping; restart all workers with --resume to continue from the last "
+              "checkpoint.", file=sys.stderr, flush=True)
+        os._exit(EXIT_STALLED)
     finally:
         watchdog.stop()
     callback_list.on_train_end(logs)
     history = model.history
     history.checkpoint_seconds = checkpoints.seconds if checkpoints is not None else []
     return history
+
+
+def _collective_errors():
+    import tensorflow as tf
+
+    return (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError, tf.errors.InternalError)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,7 +43,12 @@
   refused.
 - **Distribution.** ``strategy``: None/"default" (one device) or "mirrored"
   (`tf.distribute.MirroredStrategy` over the visible devices); model, optimizer and metrics are
-  created under the strategy's scope. The choice is made in one function, `make_strategy`.
+  created under the strategy's scope. The choice is made in one function, `make_strategy`
+  (`keras_seq.distribute`): also "multiworker" (`MultiWorkerMirroredStrategy`, cluster from
+  ``TF_CONFIG``, one process per worker, trained by `keras_seq.distribute.custom_fit` since
+  `model.fit` fails there in Keras 3.15; other workers than the chief write to
+  ``out_dir/.worker-N``) and "tpu" (`TPUStrategy`; needs ``static_shapes=True``). On JAX,
+  `keras.distribution.DataParallel` over the local devices when there are several.
 - **Precision.** ``precision``: "float32" (default), "mixed_bfloat16" or "mixed_float16", set
   with `keras.mixed_precision.set_dtype_policy` while the model is built. Caveats: the logits
   and the loss are computed in float32 by the model's output cast and the loss, and
