@@ -18,11 +18,14 @@ separately. On JAX everything is `jax.jit`-compiled.
 
 The FLOP floor is the forward's 2·B·T·(I+H)·kH (k = 4 blocks for the LSTM, 3 for the GRU), about
 3x that for a training step, at the rate of one (B·T, I+H) @ (I+H, 4H) matrix product measured in
-the same process.
+the same process. Every table is printed twice: wall-clock medians, and medians of the process's CPU
+time (all threads), which move less when other processes share the cores (the floor then uses the
+matrix product's FLOP per CPU-second).
 """
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -168,27 +171,39 @@ def matmul_rate(backend):
         call = lambda: mm(a, b).block_until_ready()  # noqa: E731
     for _ in range(3):
         call()
-    times = []
+    times, cpu_times = [], []
     for _ in range(20):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         call()
         times.append(time.perf_counter() - start)
-    return 2 * B * T * (I + H) * 4 * H / statistics.median(times)
+        cpu_times.append(cpu_seconds() - cpu_start)
+    flops = 2 * B * T * (I + H) * 4 * H
+    return flops / statistics.median(times), flops / statistics.median(cpu_times)
 
 
 # -- timing ------------------------------------------------------------------------------------------
+def cpu_seconds():
+    """CPU time of this process, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_interleaved(fns, rounds, warmup):
-    """fns: {(candidate, mode): callable}. One call of each per round; medians in ms."""
+    """fns: {(candidate, mode): callable}. One call of each per round; medians in ms of wall-clock
+    time and of process CPU time (the latter is steadier when other processes share the cores)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {key: [] for key in fns}
+    cpu_times = {key: [] for key in fns}
     for _ in range(rounds):
         for key, fn in fns.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_seconds()
             fn()
             times[key].append(1e3 * (time.perf_counter() - start))
-    return {key: statistics.median(ts) for key, ts in times.items()}
+            cpu_times[key].append(1e3 * (cpu_seconds() - cpu_start))
+    median = lambda d: {key: statistics.median(ts) for key, ts in d.items()}  # noqa: E731
+    return median(times), median(cpu_times)
 
 
 def ratio(a, b):
@@ -245,8 +260,9 @@ def run_backend(args):
     print(f"backend {backend}, keras {keras.__version__}, batch {B}, steps {T}, inputs {I}, units {H}, "
           f"float32, CPU, {len(os.sched_getaffinity(0))} cores"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if use_torch else ""))
-    rate = matmul_rate(backend)
-    print(f"matrix-product rate ({B * T}x{I + H} @ {I + H}x{4 * H}): {rate / 1e9:.1f} GFLOP/s\n")
+    rate, cpu_rate = matmul_rate(backend)
+    print(f"matrix-product rate ({B * T}x{I + H} @ {I + H}x{4 * H}): {rate / 1e9:.1f} GFLOP/s wall-clock, "
+          f"{cpu_rate / 1e9:.1f} GFLOP per CPU-second; load average {os.getloadavg()[0]:.1f}\n")
 
     xla = backend == "tensorflow" and not args.no_xla
     modes = ["infer", "train"] + (["infer xla", "train xla"] if xla else [])
@@ -264,13 +280,19 @@ def run_backend(args):
             name = "torch " + family.upper()
             names.append(name)
             fns.update({(name, mode): fn for mode, fn in torch_functions(family, x, y).items()})
-        times = time_interleaved(fns, args.rounds, args.warmup)
-        print(f"== {family.upper()}: median ms over {args.rounds} interleaved rounds (x = ratio of times"
-              + ("; XLA columns compare with Keras under XLA" if xla else "") + ") ==")
-        report(family, names, keras_name, times, modes if backend == "tensorflow" else ["infer", "train"], rate)
+        times, cpu_times = time_interleaved(fns, args.rounds, args.warmup)
+        shown = modes if backend == "tensorflow" else ["infer", "train"]
+        note = "; XLA columns compare with Keras under XLA" if xla else ""
+        print(f"== {family.upper()}: median wall-clock ms over {args.rounds} interleaved rounds "
+              f"(x = ratio of times{note}) ==")
+        report(family, names, keras_name, times, shown, rate)
+        print(f"== {family.upper()}: median process CPU ms (all threads) over the same rounds, "
+              f"load average now {os.getloadavg()[0]:.1f} ==")
+        report(family, names, keras_name, cpu_times, shown, cpu_rate)
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)  # show each table as soon as it is measured
     args = parse_args()
     if args.backend == "both":
         for backend in ["tensorflow", "jax"]:
