@@ -6,6 +6,7 @@
 - `VectorToSequence`: a sequence generated from a fixed context vector (Fig. 10.9).
 - `ConditionalSequenceTagger`: output feedback conditioned on the input sequence (Fig. 10.10).
 - `BidirectionalTagger`: forward and backward states at every step (Fig. 10.11).
+- `RNNLanguageModel`: the RNN as a generative sequence model with an end symbol (Fig. 10.7-10.8).
 - `EncoderDecoder`: sequence to sequence of another length, with teacher forcing, beam search and
   optional attention (Fig. 10.12).
 """
@@ -16,3 +17,4 @@ from keras_seq.models.output_feedback import (
 )
 from keras_seq.models.taggers import BidirectionalTagger, SequenceTagger
 from keras_seq.models.seq2seq import AdditiveAttention, EncoderDecoder
+from keras_seq.models.language_model import RNNLanguageModel, teacher_forcing_arrays
