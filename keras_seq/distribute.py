@@ -404,8 +404,13 @@ def custom_fit(model, strategy, dataset, *, epochs, validation_data=None, callba
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
-    train_step = tf.function(lambda x, y: reduced(replica_train, x, y),
-                             input_signature=list(dist_train.element_spec), reduce_retracing=True)
+    def train_on_next(iterator):
+        # The batch is taken inside the function (as Keras's own train function does): no
+        # Python round trip of the per-replica values; one trace for every batch shape.
+        x, y = next(iterator)
+        return reduced(replica_train, x, y)
+
+    train_step = tf.function(train_on_next)
     eval_step = None
     if dist_val is not None:
         eval_step = tf.function(lambda x, y: reduced(replica_eval, x, y),
@@ -438,12 +443,11 @@ def custom_fit(model, strategy, dataset, *, epochs, validation_data=None, callba
             total, count = 0.0, 0.0
             watchdog.relax()
             while True:
-                try:
-                    x, y = next(iterator)
-                except StopIteration:
-                    break
                 callback_list.on_train_batch_begin(step)
-                s, c = train_step(x, y)
+                try:
+                    s, c = train_step(iterator)
+                except (StopIteration, tf.errors.OutOfRangeError):
+                    break
                 total, count = total + float(s), count + float(c)
                 watchdog.beat()
                 step += 1
