@@ -236,3 +236,21 @@ def test_dropout_uses_one_mask_per_sequence_and_only_in_training(cls):
     mask = np.asarray(probe.get_dropout_mask(x[:, 0]))
     probe.reset_dropout_mask()
     assert set(np.unique(mask)) <= {0.0, 2.0}
+
+
+def test_docstring_examples_of_cells_and_layers_run():
+    """The `Example:` sections of the cells and layers are doctests that pass."""
+    import doctest
+
+    import keras_seq.cells.elman
+    import keras_seq.cells.gru
+    import keras_seq.cells.lstm
+    import keras_seq.layers.elman
+    import keras_seq.layers.gru
+    import keras_seq.layers.lstm
+
+    modules = [keras_seq.cells.elman, keras_seq.cells.gru, keras_seq.cells.lstm,
+               keras_seq.layers.elman, keras_seq.layers.gru, keras_seq.layers.lstm]
+    for module in modules:
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, (module.__name__, result)

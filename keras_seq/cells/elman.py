@@ -71,7 +71,7 @@ class ElmanCell(OutputLayerMixin, BookCell):
     >>> import keras, numpy as np
     >>> from keras_seq.cells import ElmanCell
     >>> rnn = keras.layers.RNN(ElmanCell(8, output_units=3), return_sequences=True)
-    >>> rnn(np.zeros((2, 5, 4), "float32")).shape
+    >>> tuple(rnn(np.zeros((2, 5, 4), "float32")).shape)
     (2, 5, 3)
     """
 

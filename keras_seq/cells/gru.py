@@ -42,7 +42,7 @@ class GRUCell(BookCell):
 
     >>> import keras, numpy as np
     >>> from keras_seq.cells import GRUCell
-    >>> keras.layers.RNN(GRUCell(4, candidate_activation="tanh"))(np.ones((1, 3, 2))).shape
+    >>> tuple(keras.layers.RNN(GRUCell(4, candidate_activation="tanh"))(np.ones((1, 3, 2))).shape)
     (1, 4)
     """
 

@@ -54,7 +54,7 @@ class LSTMCell(BookCell):
     >>> import keras, numpy as np
     >>> from keras_seq.cells import LSTMCell
     >>> layer = keras.layers.RNN(LSTMCell(8))
-    >>> layer(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 5, 3), "float32")).shape)
     (2, 8)
     """
 

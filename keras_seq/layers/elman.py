@@ -26,7 +26,7 @@ class ElmanRNN(SequenceLayer):
 
     >>> import numpy as np
     >>> from keras_seq.layers import ElmanRNN
-    >>> ElmanRNN(16, output_units=5, return_sequences=True)(np.zeros((2, 7, 3), "float32")).shape
+    >>> tuple(ElmanRNN(16, output_units=5, return_sequences=True)(np.zeros((2, 7, 3), "float32")).shape)
     (2, 7, 5)
     """
 

@@ -24,7 +24,7 @@ class GRU(SequenceLayer):
 
     >>> import numpy as np
     >>> from keras_seq.layers import GRU
-    >>> GRU(8)(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(GRU(8)(np.zeros((2, 5, 3), "float32")).shape)
     (2, 8)
     """
 

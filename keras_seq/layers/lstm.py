@@ -31,7 +31,7 @@ class LSTM(SequenceLayer):
     >>> import numpy as np
     >>> from keras_seq.layers import LSTM
     >>> out, h, s = LSTM(8, return_sequences=True, return_state=True)(np.zeros((2, 5, 3), "float32"))
-    >>> out.shape, h.shape, s.shape
+    >>> tuple(out.shape), tuple(h.shape), tuple(s.shape)
     ((2, 5, 8), (2, 8), (2, 8))
     """
 
