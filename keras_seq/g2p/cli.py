@@ -11,12 +11,12 @@ settings) ends with a one-line message on stderr and exit code 2, not a tracebac
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (lazily, below)
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -201,8 +201,7 @@ def evaluate_main(argv):
     scores = g2p_scores(hyps, [refs for _, refs in lexicon])
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
-            for word, hyp in zip(words, hyps):
-                f.write(f"{word.upper()}  {' '.join(hyp)}\n")
+            f.writelines(f"{word.upper()}  {' '.join(hyp)}\n" for word, hyp in zip(words, hyps))
     search = "greedy search" if args.greedy else f"beam search, width {width}"
     print(f"model: {model_dir}")
     print(f"data: {data} ({len(words)} words, {sum(len(r) for _, r in lexicon)} pronunciations)")
