@@ -568,15 +568,6 @@ def test_export_runs_the_same_in_a_fresh_process_without_keras_seq(tmp_path, flo
         assert_same_outputs({k: v.astype(object) if v.dtype.kind == "S" else v for k, v in got.items()}, outputs)
 
 
-@pytest.fixture(scope="module")
-def cpp_binary(tmp_path_factory):
-    if cpp_loader.find_compiler() is None:
-        pytest.skip("no C++ compiler")
-    binary, seconds = cpp_loader.build(str(tmp_path_factory.mktemp("cpp")))
-    print(f"compiled {cpp_loader.SOURCE} in {seconds:.1f} s")
-    return binary
-
-
 def test_cpp_savedmodel_loader_gives_the_same_outputs(cpp_binary, float_export, string_export):
     for path, signatures in (float_export, string_export):
         for signature, (inputs, outputs) in signatures.items():

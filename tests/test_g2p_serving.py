@@ -1,0 +1,140 @@
+"""The real G2P export end to end: a trained model, exported, read back outside keras-seq (a fresh
+Python process and TensorFlow's C++ loader) and served through the stock gRPC stubs with bad words."""
+
+import json
+import os
+import subprocess
+import sys
+
+import grpc
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+import cpp_loader
+from keras_seq.export import export_saved_model
+from keras_seq.g2p import make_teacher_forcing_arrays, reverse_task
+from keras_seq.g2p.model import G2P
+from keras_seq.serving.server import create_server
+
+WORDS = ["abc", "hello", "zyx", "qwerty"]
+
+
+@pytest.fixture(scope="module")
+def g2p_export(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    lexicon = reverse_task(400, 3, 6, seed=1)
+    g2p = G2P.create(lexicon, units=24, embedding_dim=12, attention=True, candidate_activation="tanh", beam_width=3)
+    arrays = make_teacher_forcing_arrays(lexicon, g2p.characters, g2p.phonemes)
+    g2p.model.compile(optimizer=keras.optimizers.Adam(0.02),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
+    g2p.model.fit({"encoder_inputs": arrays["encoder_inputs"], "decoder_inputs": arrays["decoder_inputs"]},
+                  arrays["labels"], epochs=3, batch_size=64, verbose=0)
+    base = tmp_path_factory.mktemp("repo") / "g2p"
+    module = g2p.serving_module()
+    path = export_saved_model(module, base, signatures=module.signatures(), warmup_inputs=g2p.warmup_inputs(),
+                              model_name="g2p")
+    expected = {
+        "serving_default": ({"words": np.array(WORDS, object)}, module.serving_default(tf.constant(WORDS))),
+        "greedy": ({"words": np.array(WORDS, object)}, module.greedy(tf.constant(WORDS))),
+        "tokens": ({"input_ids": g2p.encode_words(WORDS)}, module.tokens(tf.constant(g2p.encode_words(WORDS)))),
+    }
+    expected = {k: (inputs, {a: v.numpy() for a, v in out.items()}) for k, (inputs, out) in expected.items()}
+    return g2p, str(base), str(path), expected
+
+
+def _assert_same(got, want):
+    assert sorted(got) == sorted(want)
+    for alias in want:
+        a, b = np.asarray(got[alias]), np.asarray(want[alias])
+        if b.dtype == object or b.dtype.kind == "S":
+            assert [x if isinstance(x, bytes) else str(x).encode() for x in a.ravel()] == list(b.ravel()), alias
+        else:
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=alias)
+
+
+def test_export_decodes_like_the_python_model(g2p_export):
+    g2p, _, _, expected = g2p_export
+    best = [" ".join(p[0][0]) for p in g2p.predict(WORDS, method="beam", beam_width=3)]
+    assert [w.decode() for w in expected["serving_default"][1]["pronunciation"]] == best
+    greedy = [" ".join(p[0][0]) for p in g2p.predict(WORDS, method="greedy")]
+    assert [w.decode() for w in expected["greedy"][1]["pronunciation"]] == greedy
+
+
+_FRESH = """
+import importlib.abc, json, sys
+import numpy as np
+
+class NoKerasSeq(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "keras_seq" or name.startswith("keras_seq."):
+            raise ImportError("keras_seq must not be imported here")
+
+sys.meta_path.insert(0, NoKerasSeq())
+import tensorflow as tf
+path, inputs, out = sys.argv[1:]
+loaded = tf.saved_model.load(path)
+results = {}
+for signature, feed in json.loads(open(inputs).read()).items():
+    feed = {k: tf.constant(v) for k, v in feed.items()}
+    results[signature] = {k: v.numpy().tolist() for k, v in loaded.signatures[signature](**feed).items()}
+json.dump(results, open(out, "w"), default=lambda b: b.decode())
+"""
+
+
+def test_every_signature_runs_the_same_in_a_fresh_process_without_keras_seq(g2p_export, tmp_path):
+    _, _, path, expected = g2p_export
+    feeds = {sig: {k: v.tolist() for k, v in inputs.items()} for sig, (inputs, _) in expected.items()}
+    (tmp_path / "in.json").write_text(json.dumps(feeds))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", _FRESH, path, str(tmp_path / "in.json"), str(tmp_path / "out.json")],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads((tmp_path / "out.json").read_text())
+    for signature, (_, outputs) in expected.items():
+        _assert_same({k: np.array(v, dtype=object if outputs[k].dtype == object else None) for k, v in got[signature].items()},
+                     outputs)
+
+
+def test_every_signature_runs_the_same_in_tensorflows_cpp_loader(g2p_export, cpp_binary):
+    _, _, path, expected = g2p_export
+    for signature, (inputs, outputs) in expected.items():
+        feed = {k: v.astype(bytes) if v.dtype == object else v for k, v in inputs.items()}
+        _assert_same(cpp_loader.run_signature(cpp_binary, path, signature, feed), outputs)
+
+
+def _request(words):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "g2p"
+    request.inputs["words"].CopyFrom(tf.make_tensor_proto(words, dtype=tf.string))
+    return request
+
+
+def test_server_answers_bad_words_and_keeps_serving(g2p_export):
+    g2p, base, _, expected = g2p_export
+    server, port = create_server(model_name="g2p", model_base_path=base, port=0)
+    try:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        nasty = [b"", b"\xff\xfe\x80 not utf-8", "日本語".encode(), b"a" * 1_000_000, b"ab!?#@", b"ABC"]
+        response = stub.Predict(_request(nasty), timeout=120)
+        pronunciations = tf.make_ndarray(response.outputs["pronunciation"])
+        assert pronunciations.shape == (len(nasty),)
+        # Out-of-vocabulary characters become <unk> (never an error); the answer is the model's own.
+        assert pronunciations[4].decode() == " ".join(g2p.predict(["ab!?#@"], beam_width=3)[0][0][0])
+        assert pronunciations[5] == expected["serving_default"][1]["pronunciation"][0]  # "ABC" reads as "abc"
+        empty = stub.Predict(_request(np.array([], object)), timeout=30)
+        assert tf.make_ndarray(empty.outputs["pronunciation"]).shape == (0,)
+        with pytest.raises(grpc.RpcError) as error:
+            bad = predict_pb2.PredictRequest()
+            bad.model_spec.name = "g2p"
+            bad.inputs["words"].CopyFrom(tf.make_tensor_proto(np.array([1.0, 2.0], np.float32)))
+            stub.Predict(bad, timeout=30)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "string" in error.value.details()
+        # The server is still up and answers like the in-memory model.
+        ok = stub.Predict(_request(np.array(WORDS, object)), timeout=30)
+        _assert_same({a: tf.make_ndarray(ok.outputs[a]) for a in ok.outputs}, expected["serving_default"][1])
+    finally:
+        server.stop(grace=1)
