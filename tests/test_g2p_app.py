@@ -152,7 +152,7 @@ def _fit_arrays(g2p, lexicon):
     [
         dict(cell="gru", attention=True, scheduled_sampling=0.25),
         dict(cell="elman", bidirectional_encoder=False),
-        pytest.param(dict(cell="lstm", scheduled_sampling=0.25, encoder_layers=2, decoder_layers=2),
+        pytest.param(dict(cell="lstm", attention=True, scheduled_sampling=0.25, encoder_layers=2, decoder_layers=2),
                      marks=pytest.mark.slow),
     ],
     ids=["gru-attention-scheduled-sampling", "elman", "lstm-stacked-scheduled-sampling"],
