@@ -516,7 +516,8 @@ def check_tpu_constraints(model, dataset, steps=2):
     - the model trains with ``jit_compile=True`` (XLA: no Python control flow on tensor values,
       no ops XLA cannot compile) for `steps` steps, with finite losses.
 
-    Returns the list of losses; raises ValueError naming the first violation.
+    The check trains `model` for `steps` steps (its weights change) and leaves it with
+    ``jit_compile=True``. Returns the list of losses; raises ValueError naming the first violation.
     """
     import tensorflow as tf
 

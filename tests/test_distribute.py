@@ -150,7 +150,8 @@ def _workers(tmp, name, n, cfg, env=None):
     runs = []
     for i in range(n):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        runs.append(Run(tmp, f"{name}{i}", dict(cfg, out=str(tmp / name)), {**(env or {}), "TF_CONFIG": tf_config}))
+        runs.append(Run(tmp, f"{name}{i}", dict(cfg, out=cfg.get("out", str(tmp / name))),
+                        {**(env or {}), "TF_CONFIG": tf_config}))
     return runs
 
 
@@ -283,8 +284,6 @@ def test_dead_worker_then_restart_both_resumes(runs):
     meta = json.loads((tmp / "dead" / "backup" / "training_metadata.json").read_text())
     again = _workers(tmp, "deadagain", 2, dict(SMALL, epochs=3, strategy="multiworker", checkpoint_steps=2,
                                                out=str(tmp / "dead"), resume=True), {"KERAS_SEQ_STEP_TIMEOUT": "300"})
-    for run in again:
-        run.cfg["out"] = str(tmp / "dead")
     w0, w1 = [run.ok(900) for run in again]
     steps = w0.steps()
     assert steps[0][0] == meta["epoch"]  # resumed in the epoch of the checkpoint
@@ -353,3 +352,18 @@ def test_gpu_check_script_syntax():
     py_compile.compile(str(ROOT / "bench" / "gpu_check.py"), doraise=True)
     text = script.read_text()
     assert "--no-index --no-deps --target /tmp/site" in text and "KERAS_BACKEND=jax" in text
+
+
+def test_watchdog_ends_a_stalled_process_with_a_clear_error():
+    """No step within the limit (a peer hangs, or vanishes without closing its connections):
+    the process ends with EXIT_STALLED and a one-line message, instead of waiting forever."""
+    code = "import time; from keras_seq.distribute import _Watchdog; _Watchdog(1).start(); time.sleep(60)"
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    from keras_seq.distribute import EXIT_STALLED
+
+    assert proc.returncode == EXIT_STALLED, proc.stderr[-2000:]
+    assert "did not finish in" in proc.stderr and "--resume" in proc.stderr
+    assert time.time() - start < 60
