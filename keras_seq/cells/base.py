@@ -198,6 +198,19 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
         )
         return input_mask, recurrent_mask
 
+    def call(self, inputs, states, training=False):
+        """One time step: z = b + U x(t) (after input dropout), then the cell's `recurrence`."""
+        self._check_step_inputs(inputs)
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        input_mask, recurrent_mask = self._masks(inputs, states[0], training)
+        x = inputs if input_mask is None else inputs * input_mask
+        output, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
+        return self.step_output(output), new_states
+
+    def step_output(self, output):
+        """The cell's output given what `recurrence` returns (that output itself, by default)."""
+        return output
+
     def _check_step_inputs(self, inputs):
         if len(inputs.shape) != 2:
             raise ValueError(

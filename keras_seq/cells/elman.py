@@ -101,15 +101,10 @@ class ElmanCell(OutputLayerMixin, BookCell):
         h = self.activation(z + ops.matmul(h_in, W))  # 10.8-10.9
         return h, [h], (h,)
 
-    def call(self, inputs, states, training=False):
-        self._check_step_inputs(inputs)
-        states = states if isinstance(states, (list, tuple)) else [states]
-        input_mask, recurrent_mask = self._masks(inputs, states[0], training)
-        x = inputs if input_mask is None else inputs * input_mask
-        h, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
+    def step_output(self, h):
         if self.output_units:
-            return self.output_activation(self.output_logits(h)), new_states  # 10.10-10.11
-        return h, new_states
+            return self.output_activation(self.output_logits(h))  # 10.10-10.11
+        return h
 
     def get_config(self):
         return {**super().get_config(), **self._output_layer_config()}
@@ -175,14 +170,6 @@ class OutputFeedbackCell(OutputLayerMixin, BookCell):
         h = self.activation(z + ops.matmul(o_in, W))
         o = self.output_logits(h)
         return self.output_activation(o), [o], (h, o)
-
-    def call(self, inputs, states, training=False):
-        self._check_step_inputs(inputs)
-        states = states if isinstance(states, (list, tuple)) else [states]
-        input_mask, recurrent_mask = self._masks(inputs, states[0], training)
-        x = inputs if input_mask is None else inputs * input_mask
-        y, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
-        return y, new_states
 
     def get_config(self):
         return {**super().get_config(), **self._output_layer_config()}

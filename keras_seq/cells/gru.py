@@ -86,14 +86,6 @@ class GRUCell(BookCell):
         h = u * h_tm1 + (1.0 - u) * c  # 10.45
         return h, [h], (u, r, c, h_in)
 
-    def call(self, inputs, states, training=False):
-        self._check_step_inputs(inputs)
-        states = states if isinstance(states, (list, tuple)) else [states]
-        input_mask, recurrent_mask = self._masks(inputs, states[0], training)
-        x = inputs if input_mask is None else inputs * input_mask
-        h, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
-        return h, new_states
-
     def get_config(self):
         config = super().get_config()
         config.pop("activation")

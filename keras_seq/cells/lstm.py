@@ -124,13 +124,6 @@ class LSTMCell(BookCell):
         h = self.activation(s) * q  # 10.43
         return h, [h, s], (f, g, c, q)
 
-    def call(self, inputs, states, training=False):
-        self._check_step_inputs(inputs)
-        input_mask, recurrent_mask = self._masks(inputs, states[0], training)
-        x = inputs if input_mask is None else inputs * input_mask
-        h, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
-        return h, new_states
-
     def get_config(self):
         config = {
             "recurrent_activation": activation_config(self.recurrent_activation_name),
