@@ -14,6 +14,8 @@ import shutil
 import sys
 import time
 
+# One reading of version directory names for the exporter and the server (TF Serving's).
+from keras_seq.serving.repository import parse_version  # noqa: F401 (re-exported)
 from keras_seq.export.errors import (
     ExportError,
     InsufficientDiskSpaceError,
@@ -26,18 +28,7 @@ log = logging.getLogger("keras_seq.export")
 DISK_MARGIN_BYTES = 64 << 20
 # Temporary directories older than this are leftovers of killed exports.
 STALE_AFTER_SECONDS = 3600.0
-_INT64_MAX = 2**63 - 1
-# Names TF Serving reads as versions: what absl::SimpleAtoi accepts (as keras_seq.serving does).
-_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$")
 _TEMPORARY_NAME = re.compile(r"^\.tmp-\d+-[0-9a-f]+$")
-
-
-def parse_version(name):
-    """The version a directory name stands for (as TF Serving's absl::SimpleAtoi reads it), or None."""
-    if not _VERSION_NAME.match(name):
-        return None
-    value = int(name)
-    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
 
 
 def list_versions(base_path):
@@ -104,7 +95,7 @@ def check_version(version):
     if isinstance(version, bool) or not isinstance(version, (int, str)):
         raise ExportError(f"version must be a non-negative integer, got {version!r}")
     parsed = parse_version(str(version)) if isinstance(version, str) else version
-    if parsed is None or not 0 <= parsed <= _INT64_MAX:
+    if parsed is None or not 0 <= parsed <= 2**63 - 1:  # a non-negative int64
         raise ExportError(f"version must be a non-negative 64-bit integer, got {version!r}")
     return parsed
 

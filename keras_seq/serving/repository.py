@@ -28,7 +28,7 @@ from keras_seq.serving.servable import Servable
 log = logging.getLogger("keras_seq.serving")
 
 State = get_model_status_pb2.ModelVersionStatus.State
-_VERSION_NAME = re.compile(r"^\s*[+-]?\d+$")
+_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$")  # absl::SimpleAtoi allows spaces on both sides
 _INT64_MAX = 2**63 - 1
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
