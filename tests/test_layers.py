@@ -365,3 +365,25 @@ def test_jax_backend_equivalence_gradients_and_learning(tmp_path):
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "JAX OK" in result.stdout
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_recurrent_state_in_float32(policy):
+    """s(t) = s(t-1) + 0.1 for 500 steps: 50 in float32; bfloat16 arithmetic would stall at 32."""
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        layer = LSTM(1, return_state=True, candidate_activation="linear", unit_forget_bias=False)
+        x = np.ones((2, 500, 1), "float32")
+        layer(x[:, :1])
+        # Gates saturated open (σ(20) = 1 in float32); the cell input is 0.1 at every step.
+        layer.set_weights([np.array([[0, 0, 0.1, 0]], "float32"), np.zeros((1, 4), "float32"),
+                           np.array([20, 20, 0, 20], "float32")])
+        with tf.GradientTape() as tape:
+            outputs, h, s = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs, "float32"))
+        assert outputs.dtype == layer.compute_dtype
+        np.testing.assert_allclose(np.asarray(s, "float32"), 50.0, rtol=1e-2)
+        grads = tape.gradient(loss, layer.trainable_weights)
+        assert all(np.isfinite(np.asarray(g)).all() for g in grads)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")

@@ -220,16 +220,23 @@ class SequenceLayer(keras.layers.RNN):
         if training and cell.dropout > 0:
             x = x * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
         z = cell.input_projection(time_major(x))  # b + U x(t) for every step, one product
+        # Under a mixed-precision policy the recurrence itself runs in float32: h(t) and the LSTM's
+        # s(t) accumulate over many steps, and in bfloat16 (8-bit mantissa) s + 0.1 stalls at 32.
+        # The products U x and V h keep the policy's compute dtype.
+        state_dtype = "float32" if z.dtype in ("bfloat16", "float16") else z.dtype
+        z = ops.cast(z, state_dtype)
+        initial_state = [ops.cast(s, state_dtype) for s in initial_state]
         step_mask = None  # no mask: no step is skipped, and the loop does not test for it
         if mask is not None:
             step_mask = ops.expand_dims(ops.cast(ops.transpose(mask), z.dtype), -1)
         recurrent_mask = None
         if training and cell.recurrent_dropout > 0:
-            recurrent_mask = cell.get_recurrent_dropout_mask(initial_state[0])
+            recurrent_mask = ops.cast(cell.get_recurrent_dropout_mask(initial_state[0]), state_dtype)
         if self.go_backwards:
             z = ops.flip(z, 0)
             step_mask = None if step_mask is None else ops.flip(step_mask, 0)
-        recurrent_kernel = ops.copy(cell.recurrent_kernel)  # a tensor: the gradient reaches the variable through this read
+        # A tensor: the gradient reaches the variable through this read.
+        recurrent_kernel = ops.cast(ops.copy(cell.recurrent_kernel), state_dtype)
         args = [z, *initial_state, recurrent_kernel, step_mask, recurrent_mask]
         if training and self._hand_written_gradient():
             hs, *new_states = with_gradient(self.forward, self.backward, self._jit_compile_backward())(*args)
@@ -239,7 +246,7 @@ class SequenceLayer(keras.layers.RNN):
             keep_sequence = self.return_sequences or mask is not None
             outs, _ = self.forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
             hs, *new_states = outs if keep_sequence else [outs[0][None], *outs]
-        outputs = self.output_from_hidden(hs)
+        outputs = self.output_from_hidden(ops.cast(hs, self.compute_dtype))
         if mask is not None:
             # Masked steps repeat the last output of a valid step (zeros before the first one), or
             # are zeros with `zero_output_for_mask`: exactly as `keras.layers.RNN`.
