@@ -2,14 +2,15 @@
 
 A fast layer computes the input projection z(t) = b + U x(t) of all time steps in one matrix product,
 keeps only the recurrent product and the gate arithmetic inside the loop, and differentiates the loop
-with a hand-written backward pass (`gradient`): one step back per time step computing the
-pre-activation gradients dA(t) and dh(t-1) = dA(t) Wᵀ, then the weight gradient dW = Σ h(t-1)ᵀ dA(t)
-as one large product after the loop, rather than one small product per step as automatic
-differentiation does. cuDNN trains the same way.
+with a hand-written backward pass (`SequenceLayer.backward`): one step back per time step computing
+the pre-activation gradients dA(t) and dh(t-1) = dA(t) Wᵀ, then the weight gradient
+dW = Σ h(t-1)ᵀ dA(t) as one large product after the loop, rather than one small product per step as
+automatic differentiation does. cuDNN trains the same way.
 
 Two backend-specific pieces, both small, live here:
-- `scan`: a loop over the leading (time) axis collecting per-step outputs (`tf.while_loop` with
-  TensorArrays on TensorFlow, `jax.lax.scan` on JAX, a Python loop elsewhere).
+- `scan`: a loop over the leading (time) axis collecting per-step outputs (`tf.while_loop` reading
+  each step's slice and writing TensorArrays on TensorFlow, `jax.lax.scan` on JAX, a Python loop
+  elsewhere).
 - `with_gradient`: attaches a hand-written gradient (`tf.custom_gradient` / `jax.custom_vjp`).
 Everything else is `keras.ops`, so the layers run on TensorFlow and JAX alike.
 """
@@ -57,12 +58,12 @@ def _tf_scan(step, init, xs, num_outputs, reverse):
     import tensorflow as tf
 
     n = tf.shape(xs[0])[0]
-    inputs = [tf.TensorArray(x.dtype, size=n, element_shape=x.shape[1:]).unstack(x) for x in xs]
     dtype = tree.flatten(init)[0].dtype
     outputs = [tf.TensorArray(dtype, size=n) for _ in range(num_outputs)]
 
     def body(t, carry, outputs):
-        carry, ys = step(carry, [ta.read(t) for ta in inputs])
+        # x[t] of a leading-axis slice shares the buffer of x; a TensorArray would copy all of x.
+        carry, ys = step(carry, [x[t] for x in xs])
         outputs = [ta.write(t, y) for ta, y in zip(outputs, ys)]
         return (t - 1 if reverse else t + 1), carry, outputs
 
@@ -74,21 +75,16 @@ def _tf_scan(step, init, xs, num_outputs, reverse):
     return carry, [ta.stack() for ta in outputs]
 
 
-def with_gradient(forward, backward, jit_compile_backward=False):
+def with_gradient(forward, backward):
     """The function `forward(*args)[0]` differentiated by `backward(args, residuals, upstream)`.
 
     `forward(*args)` returns `(outputs, residuals)`: a list of output tensors and whatever the
     backward pass needs. `backward` returns one gradient per argument (zeros for constants).
     Arguments may be None (an absent optional input: no mask, say); they get no gradient.
-    `jit_compile_backward=True` compiles the backward pass with XLA on TensorFlow (JAX compiles
-    everything anyway under `jax.jit`).
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
-
-        if jit_compile_backward:
-            backward = tf.function(backward, jit_compile=True, autograph=False)
 
         def fn(*args):
             present = [a is not None for a in args]
@@ -204,11 +200,14 @@ class SequenceLayer(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
     # -- the fast loop -----------------------------------------------------------------------------
-    # On TensorFlow, inside a `tf.function` (as in `model.fit`), the hand-written backward pass is
-    # compiled with XLA, which fuses each step's elementwise arithmetic into a few loops. The forward
-    # pass never is (TensorFlow's own matrix product is faster there), so inference (training=False,
-    # what `model.export` saves) stays plain TensorFlow ops that serve anywhere.
-    jit_compile_backward = True
+    # On TensorFlow, inside a `tf.function` (as in `model.fit`), the training path's two loops —
+    # the forward loop that keeps the residuals and the backward loop — are compiled with XLA,
+    # which fuses each step's elementwise arithmetic into a few loops and writes the per-step
+    # results in place (TensorFlow's TensorArrays copy them all once more at the end). The large
+    # products around them (U x for all steps, dW, dU) stay TensorFlow's: its matrix product is
+    # faster than XLA's at these sizes. Inference (training=False, what `model.export` saves) is
+    # never compiled: it stays plain TensorFlow ops that serve anywhere.
+    jit_compile_training = True
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
@@ -239,7 +238,7 @@ class SequenceLayer(keras.layers.RNN):
         recurrent_kernel = ops.cast(ops.copy(cell.recurrent_kernel), state_dtype)
         args = [z, *initial_state, recurrent_kernel, step_mask, recurrent_mask]
         if training and self._hand_written_gradient():
-            hs, *new_states = with_gradient(self.forward, self.backward, self._jit_compile_backward())(*args)
+            hs, *new_states = with_gradient(self._training_loop(self.forward), self.backward)(*args)
         else:
             # Inference keeps no residuals; a gradient, if one is taken, is automatic differentiation.
             # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
@@ -263,12 +262,15 @@ class SequenceLayer(keras.layers.RNN):
         names = [getattr(self.cell, a, None) for a in self.differentiated_activations]
         return all(derivative_from_output(n) is not None for n in names)
 
-    def _jit_compile_backward(self):
-        if not self.jit_compile_backward or keras.backend.backend() != "tensorflow":
-            return False
+    def _training_loop(self, loop):
+        """`loop`, XLA-compiled on TensorFlow inside a `tf.function` (see `jit_compile_training`)."""
+        if not self.jit_compile_training or keras.backend.backend() != "tensorflow":
+            return loop
         import tensorflow as tf
 
-        return not tf.executing_eagerly()
+        if tf.executing_eagerly():
+            return loop
+        return tf.function(loop, jit_compile=True, autograph=False)
 
     # The activations that `backward` differentiates, by cell attribute name.
     differentiated_activations = ()
@@ -307,8 +309,27 @@ class SequenceLayer(keras.layers.RNN):
         return [*ys[:1], *final_states], [*ys, *final_states]
 
     def backward(self, args, residuals, upstream):
-        """The gradients of every argument of `forward` given those of its outputs."""
+        """The gradients of every argument of `forward` given those of its outputs.
+
+        `backward_steps` walks back through the steps for the pre-activation gradients dA(t) (which
+        are those of z) and the initial states' gradients; `recurrent_kernel_gradient` then
+        computes dW from all steps at once.
+        """
+        *_, step_mask, recurrent_mask = args
+        dz, *d_initial_state = self._training_loop(self.backward_steps)(args, residuals, upstream)
+        dW = self.recurrent_kernel_gradient(args, residuals, dz)
+        return [dz, *d_initial_state, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
+
+    def backward_steps(self, args, residuals, upstream):
+        """`[dz, *d_initial_state]`: dA(t) = dz(t) of every step and the initial states' gradients."""
         raise NotImplementedError
+
+    def recurrent_kernel_gradient(self, args, residuals, dz):
+        """dW = Σ_t h_in(t-1)ᵀ dA(t), h_in being h after recurrent dropout, as one product."""
+        h0, recurrent_mask, hs = args[1], args[-1], residuals[0]
+        if recurrent_mask is not None:
+            h0, hs = h0 * recurrent_mask, hs * recurrent_mask
+        return sum_over_previous_steps(h0, hs, dz)
 
     # -- config ------------------------------------------------------------------------------------
     def get_config(self):

@@ -5,9 +5,7 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.elman import ElmanCell
-from keras_seq.layers.base import (
-    SequenceLayer, forward_to_cell, no_gradient, scan, sum_over_previous_steps,
-)
+from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -39,7 +37,7 @@ class ElmanRNN(SequenceLayer):
             return hs
         return cell.output_activation(cell.output_logits(hs))  # 10.10-10.11, all steps at once
 
-    def backward(self, args, residuals, upstream):
+    def backward_steps(self, args, residuals, upstream):
         z, h0, W, step_mask, recurrent_mask = args
         hs, h_last = residuals
         dhs, dh_last = upstream
@@ -60,9 +58,7 @@ class ElmanRNN(SequenceLayer):
 
         xs = [dhs, hs] + ([] if step_mask is None else [step_mask])
         dh0, (dz,) = scan(step, dh_last, xs, 1, reverse=True)
-        h_in0, h_in = (h0, hs) if recurrent_mask is None else (h0 * recurrent_mask, hs * recurrent_mask)
-        dW = sum_over_previous_steps(h_in0, h_in, dz)
-        return [dz, dh0, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
+        return [dz, dh0]
 
 
 forward_to_cell(

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.gru import GRUCell
-from keras_seq.layers.base import SequenceLayer, forward_to_cell, no_gradient, scan, sum_over_steps
+from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, sum_over_steps
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -33,7 +33,7 @@ class GRU(SequenceLayer):
     kept_previous_states = (0,)  # h(t-1)
     num_internals = 3  # the gates u, r and the candidate c
 
-    def backward(self, args, residuals, upstream):
+    def backward_steps(self, args, residuals, upstream):
         z, h0, W, step_mask, recurrent_mask = args
         hs, h_prev, u, r, c, _ = residuals
         dhs, dh_last = upstream
@@ -62,11 +62,15 @@ class GRU(SequenceLayer):
 
         xs = [dhs, h_prev, u, r, c] + ([] if step_mask is None else [step_mask])
         dh0, (dz,) = scan(step, dh_last, xs, 1, reverse=True)
+        return [dz, dh0]
+
+    def recurrent_kernel_gradient(self, args, residuals, dz):
+        """dW: [W^u | W^r] multiply h_in(t-1), W multiplies r(t) ⊙ h_in(t-1)."""
+        recurrent_mask, (_, h_prev, _, r, _, _), n = args[-1], residuals, self.cell.units
         h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-        dW = ops.concatenate(
+        return ops.concatenate(
             [sum_over_steps(h_in, dz[..., : 2 * n]), sum_over_steps(r * h_in, dz[..., 2 * n :])], axis=1
         )
-        return [dz, dh0, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
 
 
 forward_to_cell(

@@ -5,9 +5,7 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.lstm import LSTMCell
-from keras_seq.layers.base import (
-    SequenceLayer, forward_to_cell, no_gradient, scan, sum_over_previous_steps,
-)
+from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -40,7 +38,7 @@ class LSTM(SequenceLayer):
     kept_previous_states = (1,)  # s(t-1)
     num_internals = 4  # the gates f, g, q and the cell input c
 
-    def backward(self, args, residuals, upstream):
+    def backward_steps(self, args, residuals, upstream):
         z, h0, s0, W, step_mask, recurrent_mask = args
         hs, s_prev, f, g, c, q, _, s_last = residuals
         dhs, dh_last, ds_last = upstream
@@ -78,9 +76,7 @@ class LSTM(SequenceLayer):
 
         xs = [dhs, s_prev, f, g, c, q] + ([] if step_mask is None else [step_mask])
         (dh0, ds0, _), (dz,) = scan(step, [dh_last, ds_last, s_last], xs, 1, reverse=True)
-        h_in0, h_in = (h0, hs) if recurrent_mask is None else (h0 * recurrent_mask, hs * recurrent_mask)
-        dW = sum_over_previous_steps(h_in0, h_in, dz)
-        return [dz, dh0, ds0, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
+        return [dz, dh0, ds0]
 
 
 forward_to_cell(
