@@ -209,6 +209,14 @@ class SequenceLayer(keras.layers.RNN):
     # never compiled: it stays plain TensorFlow ops that serve anywhere.
     jit_compile_training = True
 
+    # On TensorFlow, a sequence of known length runs in up to `pipeline_chunks` chunks of consecutive
+    # steps, each with its own input projection (still one large product per chunk) and its own loop,
+    # the states carried from one to the next. TensorFlow's executor runs independent ops at once, so
+    # it projects the next chunk while the loop runs over this one, and on the training path computes
+    # a chunk's weight gradients while the backward loop runs over the chunk before it. JAX (one XLA
+    # program) gains nothing from it and always runs one chunk.
+    pipeline_chunks = 4
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
             mask = mask[0]
@@ -218,33 +226,39 @@ class SequenceLayer(keras.layers.RNN):
         x = sequences
         if training and cell.dropout > 0:
             x = x * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
-        z = cell.input_projection(time_major(x))  # b + U x(t) for every step, one product
+        x = time_major(x)
         # Under a mixed-precision policy the recurrence itself runs in float32: h(t) and the LSTM's
         # s(t) accumulate over many steps, and in bfloat16 (8-bit mantissa) s + 0.1 stalls at 32.
         # The products U x and V h keep the policy's compute dtype.
-        state_dtype = "float32" if z.dtype in ("bfloat16", "float16") else z.dtype
-        z = ops.cast(z, state_dtype)
-        initial_state = [ops.cast(s, state_dtype) for s in initial_state]
+        state_dtype = "float32" if self.compute_dtype in ("bfloat16", "float16") else self.compute_dtype
+        states = [ops.cast(s, state_dtype) for s in initial_state]
         step_mask = None  # no mask: no step is skipped, and the loop does not test for it
         if mask is not None:
-            step_mask = ops.expand_dims(ops.cast(ops.transpose(mask), z.dtype), -1)
+            step_mask = ops.expand_dims(ops.cast(ops.transpose(mask), state_dtype), -1)
         recurrent_mask = None
         if training and cell.recurrent_dropout > 0:
-            recurrent_mask = ops.cast(cell.get_recurrent_dropout_mask(initial_state[0]), state_dtype)
+            recurrent_mask = ops.cast(cell.get_recurrent_dropout_mask(states[0]), state_dtype)
         if self.go_backwards:
-            z = ops.flip(z, 0)
+            x = ops.flip(x, 0)
             step_mask = None if step_mask is None else ops.flip(step_mask, 0)
         # A tensor: the gradient reaches the variable through this read.
         recurrent_kernel = ops.cast(ops.copy(cell.recurrent_kernel), state_dtype)
-        args = [z, *initial_state, recurrent_kernel, step_mask, recurrent_mask]
-        if training and self._hand_written_gradient():
-            hs, *new_states = with_gradient(self._training_loop(self.forward), self.backward)(*args)
-        else:
-            # Inference keeps no residuals; a gradient, if one is taken, is automatic differentiation.
-            # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
-            keep_sequence = self.return_sequences or mask is not None
-            outs, _ = self.forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
-            hs, *new_states = outs if keep_sequence else [outs[0][None], *outs]
+        hand_written = training and self._hand_written_gradient()
+        # Inference keeps no residuals; a gradient, if one is taken, is automatic differentiation.
+        # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
+        keep_sequence = hand_written or self.return_sequences or mask is not None
+        hs = []
+        for start, stop in self._chunks(x.shape[0]):
+            z = ops.cast(self._input_projection(x[start:stop]), state_dtype)  # b + U x(t), one product
+            chunk_mask = None if step_mask is None else step_mask[start:stop]
+            args = [z, *states, recurrent_kernel, chunk_mask, recurrent_mask]
+            if hand_written:
+                chunk_hs, *states = with_gradient(self._training_loop(self.forward), self.backward)(*args)
+            else:
+                outs, _ = self.forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
+                chunk_hs, *states = outs if keep_sequence else [outs[0][None], *outs]
+            hs.append(chunk_hs)
+        hs = ops.concatenate(hs, axis=0) if keep_sequence and len(hs) > 1 else hs[-1]
         outputs = self.output_from_hidden(ops.cast(hs, self.compute_dtype))
         if mask is not None:
             # Masked steps repeat the last output of a valid step (zeros before the first one), or
@@ -252,7 +266,19 @@ class SequenceLayer(keras.layers.RNN):
             keep = step_mask > 0 if self.zero_output_for_mask else ops.cumsum(step_mask, axis=0) > 0
             outputs = ops.where(keep, outputs, ops.zeros_like(outputs))
         outputs = time_major(outputs)
-        return outputs[:, -1], outputs, new_states
+        return outputs[:, -1], outputs, states
+
+    def _chunks(self, steps):
+        """`(start, stop)` of each chunk of steps (one chunk, `(0, None)`, for an unknown length)."""
+        if not steps or keras.backend.backend() != "tensorflow":
+            return [(0, None)]
+        size = -(-steps // max(1, min(self.pipeline_chunks, steps)))  # ceil: chunks of equal size
+        return [(start, min(start + size, steps)) for start in range(0, steps, size)]
+
+    def _input_projection(self, x):
+        """b + U x(t) for the time-major x as one 2-D product (TensorFlow then adds b inside it)."""
+        z = self.cell.input_projection(ops.reshape(x, (-1, x.shape[-1])))
+        return ops.reshape(z, (ops.shape(x)[0], -1, z.shape[-1]))
 
     def output_from_hidden(self, hs):
         """The layer's outputs given the hidden states of all steps (h itself, by default)."""
