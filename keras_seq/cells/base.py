@@ -97,7 +97,8 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
 
     Subclasses set `blocks` (how many blocks of `units` columns the fused weights have) and implement
     `recurrence(z, states, recurrent_kernel, recurrent_mask)`: one step of the book's equations given
-    `z = b + U x(t)` for all blocks. `call` projects the input and runs one recurrence step; the fast
+    `z = b + U x(t)` for all blocks (and W as `split_recurrent_kernel` returns it, or None for the
+    cell's own). `call` projects the input and runs one recurrence step; the fast
     sequence layers project all steps at once and loop over `recurrence` alone.
     """
 
@@ -181,6 +182,10 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
 
     def _bias_initializer(self):
         return self.bias_initializer
+
+    def split_recurrent_kernel(self, recurrent_kernel):
+        """W as `recurrence` takes it (the fused W itself, by default); a loop splits it once."""
+        return recurrent_kernel
 
     def input_projection(self, x, kernel=None, bias=None):
         """z = b + U x for every block at once (x may have any number of leading axes)."""

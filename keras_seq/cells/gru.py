@@ -70,16 +70,22 @@ class GRUCell(BookCell):
     def state_size(self):
         return [self.units]
 
+    def split_recurrent_kernel(self, recurrent_kernel):
+        """`(W_ur, W)`: [W^u | W^r], which multiplies h(t-1), and W, which multiplies r ⊙ h(t-1)."""
+        return recurrent_kernel[:, : 2 * self.units], recurrent_kernel[:, 2 * self.units :]
+
     def recurrence(self, z, states, recurrent_kernel=None, recurrent_mask=None):
         """One step of eq. 10.45-10.47 given z = b + U x(t) for the three blocks.
 
+        `recurrent_kernel` is `(W_ur, W)` from `split_recurrent_kernel` (None: the cell's own).
         Returns `(h, [h], (u, r, c, h_in))`: c is the candidate σ(b + U x + W (r ⊙ h)), and h_in
         is h(t-1) after recurrent dropout, kept for the fast layers' hand-written gradient.
         """
         (h_tm1,) = states
-        W_all = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
-        W_ur, W = W_all[:, : 2 * self.units], W_all[:, 2 * self.units :]
-        z_ur, z_c = z[..., : 2 * self.units], z[..., 2 * self.units :]
+        if recurrent_kernel is None:
+            recurrent_kernel = self.split_recurrent_kernel(self.recurrent_kernel)
+        W_ur, W = recurrent_kernel
+        z_ur, z_c = ops.split(z, [2 * self.units], axis=-1)
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
         u, r = ops.split(self.recurrent_activation(z_ur + ops.matmul(h_in, W_ur)), 2, axis=-1)
         c = self.candidate_activation(z_c + ops.matmul(r * h_in, W))

@@ -318,6 +318,7 @@ class SequenceLayer(keras.layers.RNN):
         """
         *initial_state, recurrent_kernel, step_mask, recurrent_mask = args
         cell = self.cell
+        recurrent_kernel = cell.split_recurrent_kernel(recurrent_kernel)  # once, not in every step
 
         def step(carry, inputs):
             _, states, internals = cell.recurrence(inputs[0], carry, recurrent_kernel, recurrent_mask)
