@@ -185,7 +185,11 @@ def train(args):
         log.write(line + "\n")
 
     keras.utils.set_random_seed(args.seed)
-    model = EncoderDecoder.from_config(settings["model"])
+    config = dict(settings["model"])
+    if args.dropout is not None:
+        config["dropout"] = args.dropout
+    (out / "config.json").write_text(json.dumps(config))
+    model = EncoderDecoder.from_config(config)
     model.build()
     expected = settings["weights"]
     got = {v.path: list(v.shape) for v in model.weights}
@@ -207,11 +211,16 @@ def train(args):
     t0 = time.time()
     history, kept = [], []
     epoch, epoch_seconds = 0, 0.0
-    while True:
+    best_wer, best = 1.0, None
+    refs = settings["dev_references"]
+    while not args.epochs or epoch < args.epochs:
         elapsed = time.time() - t0
-        if epoch and elapsed + epoch_seconds > budget:
+        # The first epoch's time includes the compilation of every bucket's step: it does not
+        # predict the next one, so a second epoch always runs.
+        if epoch > 1 and elapsed + epoch_seconds > budget:
             break
-        frac = min(elapsed / budget, 1.0)
+        # The schedule follows the epochs when they are given, else the time budget.
+        frac = epoch / args.epochs if args.epochs else min(elapsed / budget, 1.0)
         lr = base_lr if frac < 0.4 else base_lr * 0.05 ** ((frac - 0.4) / 0.6)
         model.optimizer.learning_rate.assign(lr)
         e0 = time.time()
@@ -225,6 +234,12 @@ def train(args):
         say(f"epoch {epoch}: loss {loss:.4f} val_loss {val:.4f} lr {lr:.2e} ({epoch_seconds:.1f} s)")
         kept.append([keras.ops.convert_to_numpy(v.value).copy() for v in model.weights])
         kept = kept[-args.average :]
+        if args.select_every and epoch >= args.select_from:
+            wer = _greedy_wer(model, data["dev_words"], refs)
+            history[-1]["dev_wer_greedy"] = wer
+            say(f"  greedy dev WER {100 * wer:.2f}%")
+            if wer < best_wer:
+                best_wer, best = wer, (epoch, kept[-1])
 
     weights = list(model.weights)
     last = kept[-1]
@@ -233,16 +248,17 @@ def train(args):
     for i, v in enumerate(weights):
         if not v.trainable:
             averaged[i] = last[i]
-    refs = settings["dev_references"]
-    scores = {}
-    for name, values in [("last", last), (f"average of last {len(kept)}", averaged)]:
+    scores, candidates = {}, {"last": last, f"average of last {len(kept)}": averaged}
+    if best is not None:
+        scores[f"epoch {best[0]}"] = best_wer
+        candidates[f"epoch {best[0]}"] = best[1]
+    for name, values in list(candidates.items())[:2]:
         for v, a in zip(weights, values):
             v.assign(a)
         scores[name] = _greedy_wer(model, data["dev_words"], refs)
         say(f"greedy dev WER, {name}: {100 * scores[name]:.2f}%")
     best = min(scores, key=scores.get)
-    chosen = last if best == "last" else averaged
-    _save_weights(out, [v.path for v in weights], chosen)
+    _save_weights(out, [v.path for v in weights], candidates[best])
     summary = {"chosen": best, "greedy_dev_wer": scores, "epochs": epoch, "history": history,
                "devices": _devices(), "seconds": time.time() - start, "batch_size": batch_size}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -290,7 +306,8 @@ def import_weights(args):
     for f in sorted(Path(args.weights).glob("weights-*.npz")):
         with np.load(f) as part:
             values.update({k.replace("|", "/"): part[k] for k in part.files})
-    model = EncoderDecoder.from_config(settings["model"])
+    config = json.loads(Path(args.config).read_text()) if args.config else settings["model"]
+    model = EncoderDecoder.from_config(config)
     model.build()
     missing = [v.path for v in model.weights if v.path not in values]
     if missing or len(values) != len(model.weights):
@@ -327,7 +344,12 @@ def main(argv=None):
     p.add_argument("--average", type=int, default=3, help="average the weights of this many last epochs")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="stop after this many (the schedule follows them)")
+    p.add_argument("--dropout", type=float, default=None, help="override the prepared model's dropout")
+    p.add_argument("--select-every", action="store_true", help="greedy dev WER after every epoch; keep the best")
+    p.add_argument("--select-from", type=int, default=3)
     p = sub.add_parser("import")
+    p.add_argument("--config", default=None, help="the config.json written by train (default: the prepared model's)")
     p.add_argument("--prepared", required=True)
     p.add_argument("--weights", required=True)
     p.add_argument("--out", required=True)
