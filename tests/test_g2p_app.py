@@ -20,6 +20,7 @@ from keras_seq.g2p.data import (
     PAD_ID,
     START_ID,
     make_teacher_forcing_arrays,
+    read_cmudict,
     reverse_task,
     write_cmudict,
 )
@@ -283,6 +284,18 @@ def test_cli_train_then_evaluate_round_trip(tmp_path, capsys):
     assert evaluate_main(["--model", str(out), "--data", str(data), "--greedy"]) == 0
     printed = capsys.readouterr().out
     assert "greedy search" in printed and "WER: " in printed
+    # --train: the words also in the training file scored apart, checked against the predictions.
+    lexicon = read_cmudict(data)
+    seen = tmp_path / "seen.dict"
+    write_cmudict(lexicon[:10], seen)
+    pred = tmp_path / "pred.txt"
+    assert evaluate_main(["--model", str(out), "--data", str(data), "--greedy", "--train", str(seen),
+                          "--output", str(pred)]) == 0
+    printed = capsys.readouterr().out
+    hyps = {line.split()[0].lower(): tuple(line.split()[1:]) for line in pred.read_text().splitlines()}
+    for name, subset in [("not in --train", lexicon[10:]), ("also in --train", lexicon[:10])]:
+        wrong = sum(hyps[w] not in [tuple(r) for r in refs] for w, refs in subset)
+        assert f"{name}: {len(subset)} words, WER {100 * wrong / len(subset):.2f}%" in printed
     assert train_main(["reverse", "--out", str(out), "--epochs", "2"]) == 2
     err = capsys.readouterr().err
     assert "--resume" in err and "Traceback" not in err
@@ -305,6 +318,7 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
         (evaluate_main, ["--model", str(tmp_path / "nomodel"), "--data", str(good)], "no such directory"),
         (evaluate_main, ["--model", str(tmp_path), "--data", str(tmp_path / "missing")], "no such file"),
         (evaluate_main, ["--model", str(tmp_path), "--data", str(bad)], "line 2"),
+        (evaluate_main, ["--model", str(tmp_path), "--data", str(good), "--train", str(tmp_path / "none")], "--train: no such file"),
         (evaluate_main, ["--model", str(tmp_path), "--data", str(good)], "not a keras-seq G2P model"),
         (evaluate_main, ["--model", str(tmp_path), "--data", str(good), "--greedy", "--beam-width", "2"], "not allowed"),
         (evaluate_main, ["--model", str(tmp_path)], "--data"),

@@ -3,7 +3,7 @@
     keras-seq train g2p --train FILE --dev FILE --out DIR [--epochs N --batch-size B --units U
                         --attention --cell lstm|gru|elman --beam-width K --resume ...]
     keras-seq train reverse --out DIR [--words N --epochs N ...]   (the quick synthetic task)
-    keras-seq evaluate --model DIR --data FILE [--beam-width K | --greedy] [--limit N]
+    keras-seq evaluate --model DIR --data FILE [--beam-width K | --greedy] [--limit N] [--train FILE]
 
 Bad input (a missing file, a malformed dictionary line, an existing run without --resume, bad
 settings) ends with a one-line message on stderr and exit code 2, not a traceback.
@@ -160,6 +160,8 @@ def _evaluate_parser():
     p.add_argument("--limit", type=_positive, default=None, help="score the first N words only")
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--output", default=None, help="also write WORD  PH PH ... predictions to this file")
+    p.add_argument("--train", default=None,
+                   help="the model's training file: also score the words that are not in it (and those that are)")
     return p
 
 
@@ -172,6 +174,8 @@ def evaluate_main(argv):
         return _fail(prog, f"--model: no such directory: {model_dir}")
     if not data.is_file():
         return _fail(prog, f"--data: no such file: {data}")
+    if args.train and not Path(args.train).is_file():
+        return _fail(prog, f"--train: no such file: {args.train}")
 
     from keras_seq.g2p.data import read_cmudict
     from keras_seq.g2p.metrics import g2p_scores
@@ -183,6 +187,12 @@ def evaluate_main(argv):
         return _fail(prog, str(e).splitlines()[0])
     if not lexicon:
         return _fail(prog, f"{data}: no pronunciations found")
+    train_words = None
+    if args.train:
+        try:
+            train_words = {w for w, _ in read_cmudict(args.train)}
+        except (ValueError, UnicodeDecodeError) as e:
+            return _fail(prog, str(e).splitlines()[0])
     try:
         g2p = G2P.load(model_dir)
     except (FileNotFoundError, ValueError, OSError) as e:
@@ -209,4 +219,12 @@ def evaluate_main(argv):
     print(f"WER: {100 * scores.wer:.2f}% ({scores.word_errors}/{scores.num_words} words)")
     print(f"PER: {100 * scores.per:.2f}% ({scores.phoneme_edits}/{scores.reference_phonemes} phonemes)")
     print(f"speed: {len(words) / seconds:.1f} words/s ({len(words)} words in {seconds:.2f} s)")
+    if train_words is not None:
+        # A split made per pronunciation line leaves some words in both files, with another
+        # pronunciation in each: those words measure memory, the others generalization.
+        for name, keep in [("not in --train", False), ("also in --train", True)]:
+            rows = [i for i, w in enumerate(words) if (w in train_words) == keep]
+            if rows:
+                sub = g2p_scores([hyps[i] for i in rows], [lexicon[i][1] for i in rows])
+                print(f"{name}: {len(rows)} words, WER {100 * sub.wer:.2f}%, PER {100 * sub.per:.2f}%")
     return 0
