@@ -258,6 +258,7 @@ class SequenceLayer(keras.layers.RNN):
                 outs, _ = self.forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
                 chunk_hs, *states = outs if keep_sequence else [outs[0][None], *outs]
             hs.append(chunk_hs)
+        last_hs = hs[-1]
         hs = ops.concatenate(hs, axis=0) if keep_sequence and len(hs) > 1 else hs[-1]
         outputs = self.output_from_hidden(ops.cast(hs, self.compute_dtype))
         if mask is not None:
@@ -265,8 +266,10 @@ class SequenceLayer(keras.layers.RNN):
             # are zeros with `zero_output_for_mask`: exactly as `keras.layers.RNN`.
             keep = step_mask > 0 if self.zero_output_for_mask else ops.cumsum(step_mask, axis=0) > 0
             outputs = ops.where(keep, outputs, ops.zeros_like(outputs))
-        outputs = time_major(outputs)
-        return outputs[:, -1], outputs, states
+            last_output = outputs[-1]
+        else:
+            last_output = self.output_from_hidden(ops.cast(last_hs[-1], self.compute_dtype))
+        return last_output, time_major(outputs), states
 
     def _chunks(self, steps):
         """`(start, stop)` of each chunk of steps (one chunk, `(0, None)`, for an unknown length)."""
