@@ -258,7 +258,7 @@ def train(args):
         scores[name] = _greedy_wer(model, data["dev_words"], refs)
         say(f"greedy dev WER, {name}: {100 * scores[name]:.2f}%")
     best = min(scores, key=scores.get)
-    _save_weights(out, [v.path for v in weights], candidates[best])
+    _save_weights(out, [v.path for v in weights], candidates[best], args.weights_dtype)
     summary = {"chosen": best, "greedy_dev_wer": scores, "epochs": epoch, "history": history,
                "devices": _devices(), "seconds": time.time() - start, "batch_size": batch_size}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -276,12 +276,13 @@ def _devices():
     return [getattr(d, "device_kind", str(d)) for d in jax.devices()]
 
 
-def _save_weights(out, paths, values):
-    """float16 copies of the weights in `weights-N.npz` parts, each under `PART_BYTES`."""
+def _save_weights(out, paths, values, dtype="float16"):
+    """The weights in `weights-N.npz` parts, each under `PART_BYTES`; float32 ones stored as `dtype`
+    (float16 halves what has to come back from the device machine)."""
     part, size, n = {}, 0, 0
     for path, value in zip(paths, values):
         value = np.asarray(value)
-        value = value.astype(np.float16) if value.dtype == np.float32 else value
+        value = value.astype(dtype) if value.dtype == np.float32 else value
         if part and size + value.nbytes > PART_BYTES:
             np.savez(out / f"weights-{n}.npz", **part)
             part, size, n = {}, 0, n + 1
@@ -312,6 +313,10 @@ def import_weights(args):
     missing = [v.path for v in model.weights if v.path not in values]
     if missing or len(values) != len(model.weights):
         raise SystemExit(f"weights do not match the model: missing {missing}, extra {set(values) - {v.path for v in model.weights}}")
+    wrong = [f"{v.path} {values[v.path].shape} != {tuple(v.shape)}" for v in model.weights
+             if tuple(values[v.path].shape) != tuple(v.shape)]
+    if wrong:
+        raise SystemExit(f"weights do not match the model's shapes: {wrong[:3]}")
     for v in model.weights:
         v.assign(values[v.path].astype(v.dtype))
     g2p = G2P(model, Vocabulary.load(prepared / "characters.txt"), Vocabulary.load(prepared / "phonemes.txt"),
@@ -348,6 +353,7 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, default=None, help="override the prepared model's dropout")
     p.add_argument("--select-every", action="store_true", help="greedy dev WER after every epoch; keep the best")
     p.add_argument("--select-from", type=int, default=3)
+    p.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16")
     p = sub.add_parser("import")
     p.add_argument("--config", default=None, help="the config.json written by train (default: the prepared model's)")
     p.add_argument("--prepared", required=True)
