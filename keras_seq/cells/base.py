@@ -97,8 +97,8 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
 
     Subclasses set `blocks` (how many blocks of `units` columns the fused weights have) and implement
     `recurrence(z, states, recurrent_kernel, recurrent_mask)`: one step of the book's equations given
-    `z = b + U x(t)` for all blocks (and W as `split_recurrent_kernel` returns it, or None for the
-    cell's own). `call` projects the input and runs one recurrence step; the fast
+    `z = b + U x(t)` for all blocks (fused, or as `split_input_projection` returns it) and W (as
+    `split_recurrent_kernel` returns it, or None for the cell's own). `call` projects the input and runs one recurrence step; the fast
     sequence layers project all steps at once and loop over `recurrence` alone.
     """
 
@@ -186,6 +186,10 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
     def split_recurrent_kernel(self, recurrent_kernel):
         """W as `recurrence` takes it (the fused W itself, by default); a loop splits it once."""
         return recurrent_kernel
+
+    def split_input_projection(self, z):
+        """z = b + U x as `recurrence` takes it (z itself, by default); a loop splits all steps once."""
+        return z
 
     def input_projection(self, x, kernel=None, bias=None):
         """z = b + U x for every block at once (x may have any number of leading axes)."""

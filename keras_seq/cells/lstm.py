@@ -105,21 +105,34 @@ class LSTMCell(BookCell):
 
         return initializer
 
+    def split_recurrent_kernel(self, recurrent_kernel):
+        """`(W_f, W_g, W, W_o)`: the blocks of W, each multiplied by h(t-1) in its own product."""
+        return tuple(ops.split(recurrent_kernel, 4, axis=-1))
+
+    def split_input_projection(self, z):
+        """`(z_f, z_g, z_c, z_q)`: the blocks b^f + U^f x, b^g + U^g x, b + U x and b^o + U^o x."""
+        return tuple(ops.split(z, 4, axis=-1))
+
     def recurrence(self, z, states, recurrent_kernel=None, recurrent_mask=None):
         """One step of eq. 10.40-10.44 given z = b + U x(t) for the four blocks.
+
+        `z` is fused or the blocks from `split_input_projection`; `recurrent_kernel` the blocks from
+        `split_recurrent_kernel` (None: the cell's own). Each block's W h(t-1) is its own product:
+        four independent products, which TensorFlow runs at once on several cores.
 
         Returns `(h, [h, s], gates)` where `gates = (f, g, c, q)` and c = σ(b + U x + W h) is the
         cell input; the fast layers keep the gates for their hand-written gradient.
         """
         h_tm1, s_tm1 = states
-        W_all = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
+        z_f, z_g, z_c, z_q = z if isinstance(z, tuple) else self.split_input_projection(z)
+        if recurrent_kernel is None:
+            recurrent_kernel = self.split_recurrent_kernel(self.recurrent_kernel)
+        W_f, W_g, W, W_o = recurrent_kernel
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
-        a = z + ops.matmul(h_in, W_all)
-        a_f, a_g, a_c, a_q = ops.split(a, 4, axis=-1)
-        f = self.recurrent_activation(a_f)  # 10.41
-        g = self.recurrent_activation(a_g)  # 10.42
-        c = self.candidate_activation(a_c)  # the cell input of 10.40
-        q = self.recurrent_activation(a_q)  # 10.44
+        f = self.recurrent_activation(z_f + ops.matmul(h_in, W_f))  # 10.41
+        g = self.recurrent_activation(z_g + ops.matmul(h_in, W_g))  # 10.42
+        c = self.candidate_activation(z_c + ops.matmul(h_in, W))  # the cell input of 10.40
+        q = self.recurrent_activation(z_q + ops.matmul(h_in, W_o))  # 10.44
         s = f * s_tm1 + g * c  # 10.40
         h = self.activation(s) * q  # 10.43
         return h, [h, s], (f, g, c, q)

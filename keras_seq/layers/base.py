@@ -321,19 +321,23 @@ class SequenceLayer(keras.layers.RNN):
         """
         *initial_state, recurrent_kernel, step_mask, recurrent_mask = args
         cell = self.cell
-        recurrent_kernel = cell.split_recurrent_kernel(recurrent_kernel)  # once, not in every step
+        # Split once for all steps (into the blocks that `cell.recurrence` uses), not in every step.
+        recurrent_kernel = cell.split_recurrent_kernel(recurrent_kernel)
+        z = tree.flatten(cell.split_input_projection(z))
 
         def step(carry, inputs):
-            _, states, internals = cell.recurrence(inputs[0], carry, recurrent_kernel, recurrent_mask)
+            z_t = inputs[: len(z)]
+            z_t = z_t[0] if len(z) == 1 else tuple(z_t)
+            _, states, internals = cell.recurrence(z_t, carry, recurrent_kernel, recurrent_mask)
             if step_mask is not None:
-                valid = inputs[1] > 0
+                valid = inputs[len(z)] > 0
                 states = [ops.where(valid, new, old) for new, old in zip(states, carry)]
             if not keep_residuals:
                 return states, [states[0]] if keep_sequence else []
             kept = [carry[i] for i in self.kept_previous_states]
             return states, [states[0], *kept, *internals[: self.num_internals]]
 
-        xs = [z] if step_mask is None else [z, step_mask]
+        xs = z if step_mask is None else [*z, step_mask]
         n_outputs = 1 + len(self.kept_previous_states) + self.num_internals if keep_residuals else int(keep_sequence)
         final_states, ys = scan(step, list(initial_state), xs, n_outputs)
         return [*ys[:1], *final_states], [*ys, *final_states]

@@ -47,7 +47,8 @@ class LSTM(SequenceLayer):
         dsquash = derivative_from_output(cell.activation_name)
         dsigma = derivative_from_output(cell.recurrent_activation_name)
         dcandidate = derivative_from_output(cell.candidate_activation_name)
-        W_t = ops.transpose(W)
+        # dh(t-1) = dA(t) Wᵀ block by block: four independent products, as in the forward pass.
+        W_f_t, W_g_t, W_t, W_o_t = [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
 
         def step(carry, inputs):
             dh_next, ds_next, s_t = carry  # s(t): carried back from the step after
@@ -55,16 +56,14 @@ class LSTM(SequenceLayer):
             dh = dh_next + dh_t
             tanh_s = squash(s_t)
             ds = ds_next + dh * q_t * dsquash(tanh_s)  # 10.43
-            da = ops.concatenate(
-                [
-                    ds * s_prev_t * dsigma(f_t),  # 10.41 through 10.40
-                    ds * c_t * dsigma(g_t),  # 10.42 through 10.40
-                    ds * g_t * dcandidate(c_t),  # the cell input of 10.40
-                    dh * tanh_s * dsigma(q_t),  # 10.44 through 10.43
-                ],
-                axis=-1,
+            da_f = ds * s_prev_t * dsigma(f_t)  # 10.41 through 10.40
+            da_g = ds * c_t * dsigma(g_t)  # 10.42 through 10.40
+            da_c = ds * g_t * dcandidate(c_t)  # the cell input of 10.40
+            da_q = dh * tanh_s * dsigma(q_t)  # 10.44 through 10.43
+            dh_prev = (
+                ops.matmul(da_f, W_f_t) + ops.matmul(da_g, W_g_t) + ops.matmul(da_c, W_t) + ops.matmul(da_q, W_o_t)
             )
-            dh_prev = ops.matmul(da, W_t)
+            da = ops.concatenate([da_f, da_g, da_c, da_q], axis=-1)
             if recurrent_mask is not None:
                 dh_prev = dh_prev * recurrent_mask
             ds_prev = ds * f_t
