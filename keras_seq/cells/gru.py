@@ -71,23 +71,30 @@ class GRUCell(BookCell):
         return [self.units]
 
     def split_recurrent_kernel(self, recurrent_kernel):
-        """`(W_ur, W)`: [W^u | W^r], which multiplies h(t-1), and W, which multiplies r ⊙ h(t-1)."""
-        return recurrent_kernel[:, : 2 * self.units], recurrent_kernel[:, 2 * self.units :]
+        """`(W_u, W_r, W)`: the blocks of W, each in its own product."""
+        return tuple(ops.split(recurrent_kernel, 3, axis=-1))
+
+    def split_input_projection(self, z):
+        """`(z_u, z_r, z_c)`: the blocks b^u + U^u x, b^r + U^r x and b + U x."""
+        return tuple(ops.split(z, 3, axis=-1))
 
     def recurrence(self, z, states, recurrent_kernel=None, recurrent_mask=None):
         """One step of eq. 10.45-10.47 given z = b + U x(t) for the three blocks.
 
-        `recurrent_kernel` is `(W_ur, W)` from `split_recurrent_kernel` (None: the cell's own).
+        `z` is fused or the blocks from `split_input_projection`; `recurrent_kernel` the blocks from
+        `split_recurrent_kernel` (None: the cell's own). Each block's product is its own, so that
+        TensorFlow runs those of u and r at once, and that of u beside the candidate's.
         Returns `(h, [h], (u, r, c, h_in))`: c is the candidate σ(b + U x + W (r ⊙ h)), and h_in
         is h(t-1) after recurrent dropout, kept for the fast layers' hand-written gradient.
         """
         (h_tm1,) = states
+        z_u, z_r, z_c = z if isinstance(z, tuple) else self.split_input_projection(z)
         if recurrent_kernel is None:
             recurrent_kernel = self.split_recurrent_kernel(self.recurrent_kernel)
-        W_ur, W = recurrent_kernel
-        z_ur, z_c = ops.split(z, [2 * self.units], axis=-1)
+        W_u, W_r, W = recurrent_kernel
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
-        u, r = ops.split(self.recurrent_activation(z_ur + ops.matmul(h_in, W_ur)), 2, axis=-1)
+        u = self.recurrent_activation(z_u + ops.matmul(h_in, W_u))  # 10.46
+        r = self.recurrent_activation(z_r + ops.matmul(h_in, W_r))  # 10.47
         c = self.candidate_activation(z_c + ops.matmul(r * h_in, W))
         h = u * h_tm1 + (1.0 - u) * c  # 10.45
         return h, [h], (u, r, c, h_in)

@@ -38,8 +38,8 @@ class ElmanRNN(SequenceLayer):
         return cell.output_activation(cell.output_logits(hs))  # 10.10-10.11, all steps at once
 
     def backward_steps(self, args, residuals, upstream):
-        z, h0, W, step_mask, recurrent_mask = args
-        hs, h_last = residuals
+        *_, W, step_mask, recurrent_mask = args
+        hs, _ = residuals
         dhs, dh_last = upstream
         dtanh = derivative_from_output(self.cell.activation_name)
         W_t = ops.transpose(W)

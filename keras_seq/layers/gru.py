@@ -34,14 +34,13 @@ class GRU(SequenceLayer):
     num_internals = 3  # the gates u, r and the candidate c
 
     def backward_steps(self, args, residuals, upstream):
-        z, h0, W, step_mask, recurrent_mask = args
-        hs, h_prev, u, r, c, _ = residuals
+        *_, W, step_mask, recurrent_mask = args
+        _, h_prev, u, r, c, _ = residuals
         dhs, dh_last = upstream
         cell = self.cell
-        n = cell.units
         dsigma = derivative_from_output(cell.recurrent_activation_name)
         dcandidate = derivative_from_output(cell.candidate_activation_name)
-        W_ur_t, W_t = ops.transpose(W[:, : 2 * n]), ops.transpose(W[:, 2 * n :])
+        W_u_t, W_r_t, W_t = [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
 
         def step(dh_next, inputs):
             dh_t, h_prev_t, u_t, r_t, c_t = inputs[:5]
@@ -49,12 +48,11 @@ class GRU(SequenceLayer):
             dh = dh_next + dh_t
             da_c = dh * (1.0 - u_t) * dcandidate(c_t)  # 10.45, candidate
             d_rh = ops.matmul(da_c, W_t)
-            da_ur = ops.concatenate(
-                [dh * (h_prev_t - c_t) * dsigma(u_t), d_rh * h_in * dsigma(r_t)], axis=-1
-            )  # 10.46, 10.47
-            dh_in = d_rh * r_t + ops.matmul(da_ur, W_ur_t)
+            da_u = dh * (h_prev_t - c_t) * dsigma(u_t)  # 10.46
+            da_r = d_rh * h_in * dsigma(r_t)  # 10.47
+            dh_in = d_rh * r_t + ops.matmul(da_u, W_u_t) + ops.matmul(da_r, W_r_t)
             dh_prev = dh * u_t + (dh_in if recurrent_mask is None else dh_in * recurrent_mask)
-            da = ops.concatenate([da_ur, da_c], axis=-1)
+            da = ops.concatenate([da_u, da_r, da_c], axis=-1)
             if step_mask is not None:  # a masked step passes the gradient through unchanged
                 valid = inputs[5] > 0
                 dh_prev, da = ops.where(valid, dh_prev, dh), ops.where(valid, da, ops.zeros_like(da))

@@ -39,8 +39,8 @@ class LSTM(SequenceLayer):
     num_internals = 4  # the gates f, g, q and the cell input c
 
     def backward_steps(self, args, residuals, upstream):
-        z, h0, s0, W, step_mask, recurrent_mask = args
-        hs, s_prev, f, g, c, q, _, s_last = residuals
+        *_, W, step_mask, recurrent_mask = args
+        _, s_prev, f, g, c, q, _, s_last = residuals
         dhs, dh_last, ds_last = upstream
         cell = self.cell
         squash = cell.activation
