@@ -200,14 +200,14 @@ class SequenceLayer(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
     # -- the fast loop -----------------------------------------------------------------------------
-    # On TensorFlow, inside a `tf.function` (as in `model.fit`), the training path's two loops —
-    # the forward loop that keeps the residuals and the backward loop — are compiled with XLA,
-    # which fuses each step's elementwise arithmetic into a few loops and writes the per-step
-    # results in place (TensorFlow's TensorArrays copy them all once more at the end). The large
-    # products around them (U x for all steps, dW, dU) stay TensorFlow's: its matrix product is
-    # faster than XLA's at these sizes. Inference (training=False, what `model.export` saves) is
-    # never compiled: it stays plain TensorFlow ops that serve anywhere.
-    jit_compile_training = True
+    # On TensorFlow, inside a `tf.function` (as in `model.fit`), the backward loop is compiled with
+    # XLA, which fuses each step's elementwise arithmetic into a few loops and writes dA(t) in place.
+    # The forward loop is not: TensorFlow runs its independent per-block products at once on several
+    # cores, which XLA does not, and it is faster so, with or without residuals. Neither are the
+    # large products around the loops (U x, dW, dU): TensorFlow's matrix product is faster than XLA's
+    # at these sizes. Inference (training=False, what `model.export` saves) thus stays plain
+    # TensorFlow ops that serve anywhere.
+    jit_compile_backward = True
 
     # On TensorFlow, a sequence of known length runs in up to `pipeline_chunks` chunks of consecutive
     # steps, each with its own input projection (still one large product per chunk) and its own loop,
@@ -253,7 +253,7 @@ class SequenceLayer(keras.layers.RNN):
             chunk_mask = None if step_mask is None else step_mask[start:stop]
             args = [z, *states, recurrent_kernel, chunk_mask, recurrent_mask]
             if hand_written:
-                chunk_hs, *states = with_gradient(self._training_loop(self.forward), self.backward)(*args)
+                chunk_hs, *states = with_gradient(self.forward, self.backward)(*args)
             else:
                 outs, _ = self.forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
                 chunk_hs, *states = outs if keep_sequence else [outs[0][None], *outs]
@@ -291,9 +291,9 @@ class SequenceLayer(keras.layers.RNN):
         names = [getattr(self.cell, a, None) for a in self.differentiated_activations]
         return all(derivative_from_output(n) is not None for n in names)
 
-    def _training_loop(self, loop):
-        """`loop`, XLA-compiled on TensorFlow inside a `tf.function` (see `jit_compile_training`)."""
-        if not self.jit_compile_training or keras.backend.backend() != "tensorflow":
+    def _backward_loop(self, loop):
+        """`loop`, XLA-compiled on TensorFlow inside a `tf.function` (see `jit_compile_backward`)."""
+        if not self.jit_compile_backward or keras.backend.backend() != "tensorflow":
             return loop
         import tensorflow as tf
 
@@ -350,7 +350,7 @@ class SequenceLayer(keras.layers.RNN):
         computes dW from all steps at once.
         """
         *_, step_mask, recurrent_mask = args
-        dz, *d_initial_state = self._training_loop(self.backward_steps)(args, residuals, upstream)
+        dz, *d_initial_state = self._backward_loop(self.backward_steps)(args, residuals, upstream)
         dW = self.recurrent_kernel_gradient(args, residuals, dz)
         return [dz, *d_initial_state, dW, no_gradient(step_mask), no_gradient(recurrent_mask)]
 
