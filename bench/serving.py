@@ -51,7 +51,8 @@ BATCHING_PARAMETERS = (
 )
 
 
-def start_server(base_path, model_name, batching, batch_timeout_micros, workdir):
+def start_server(base_path, model_name, batching, batch_timeout_micros, workdir, num_batch_threads=None,
+                 extra_flags=()):
     """`python -m keras_seq.serving.server` on a free port; returns (process, address)."""
     command = [
         sys.executable,
@@ -66,9 +67,11 @@ def start_server(base_path, model_name, batching, batch_timeout_micros, workdir)
         params = os.path.join(workdir, "batching_parameters.txt")
         with open(params, "w") as f:
             f.write(
-                BATCHING_PARAMETERS.format(max_batch=256, timeout=batch_timeout_micros, threads=os.cpu_count() or 1)
+                BATCHING_PARAMETERS.format(max_batch=256, timeout=batch_timeout_micros,
+                                           threads=num_batch_threads or os.cpu_count() or 1)
             )
         command += ["--enable_batching", f"--batching_parameters_file={params}"]
+    command += list(extra_flags)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         match = re.search(r"Running gRPC ModelServer at ([\d.]+:\d+)", line)
@@ -177,6 +180,9 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each client run")
     p.add_argument("--batch_timeout_micros", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=20, help="in-process timing rounds")
+    p.add_argument("--num_batch_threads", type=int, default=None, help="batching threads (default: the cores)")
+    p.add_argument("--server_flag", action="append", default=[],
+                   help="another server flag, e.g. --server_flag=--tensorflow_intra_op_parallelism=1 (repeatable)")
     p.add_argument("--write_results", action="store_true", help="update the Serving section of bench/RESULTS.md")
     args = p.parse_args(argv)
 
@@ -194,7 +200,8 @@ def main(argv=None):
 
         rows = []
         for batching in (False, True):
-            process, address = start_server(base_path, args.model_name, batching, args.batch_timeout_micros, workdir)
+            process, address = start_server(base_path, args.model_name, batching, args.batch_timeout_micros, workdir,
+                                            args.num_batch_threads, args.server_flag)
             try:
                 for clients in (int(c) for c in args.clients.split(",")):
                     words_s, p50, p99, errors = run_clients(
