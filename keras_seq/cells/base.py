@@ -1,7 +1,9 @@
 """What every book cell shares: argument checks, fused weights with per-block views, dropout, config.
 
 Each cell stores its weights fused, as Keras does (one `kernel` U, one `recurrent_kernel` W and one
-`bias` b for all gates side by side), because one matrix product for all gates is fastest. The book
+`bias` b for all gates side by side), because one matrix product for all gates is fastest for U x
+(the fast layers' loops split W into its blocks once: independent per-block products run at once on
+several cores and need no per-step split). The book
 names each block separately (U^f, W^f, b^f for the forget gate, ...); `BlockView` gives those names
 back as read-only views for inspection: `cell.U_f` is the forget gate's block of `cell.kernel`.
 """

@@ -1,7 +1,8 @@
 """The machinery shared by the fast full-sequence layers.
 
-A fast layer computes the input projection z(t) = b + U x(t) of all time steps in one matrix product,
-keeps only the recurrent product and the gate arithmetic inside the loop, and differentiates the loop
+A fast layer computes the input projection z(t) = b + U x(t) of all time steps in one matrix product
+(on TensorFlow, one per chunk of steps: see `SequenceLayer.pipeline_chunks`), keeps only the recurrent
+products and the gate arithmetic inside the loop, and differentiates the loop
 with a hand-written backward pass (`SequenceLayer.backward`): one step back per time step computing
 the pre-activation gradients dA(t) and dh(t-1) = dA(t) Wᵀ, then the weight gradient
 dW = Σ h(t-1)ᵀ dA(t) as one large product after the loop, rather than one small product per step as

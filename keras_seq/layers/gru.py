@@ -15,7 +15,8 @@ class GRU(SequenceLayer):
         u = σ(b^u + U^u x + W^u h(t-1)),   r = σ(b^r + U^r x + W^r h(t-1))
         h(t) = u ⊙ h(t-1) + (1 - u) ⊙ σ(b + U x + W (r ⊙ h(t-1)))
 
-    U x(t) for all steps and the three blocks is one matrix product before the loop. The gradient
+    U x(t) for all steps and the three blocks is one matrix product before the loop; the loop keeps
+    the products W^u h(t-1), W^r h(t-1) and W (r ⊙ h(t-1)) and the gate arithmetic. The gradient
     is written by hand (see `keras_seq.layers.base`). Arguments are those of
     `keras_seq.cells.GRUCell` (`candidate_activation="tanh"` equals
     `keras.layers.GRU(reset_after=False)`) and of `keras.layers.RNN`.

@@ -16,8 +16,9 @@ class LSTM(SequenceLayer):
         s(t) = f ⊙ s(t-1) + g ⊙ σ(b + U x + W h(t-1)),   h(t) = tanh(s(t)) ⊙ q
 
     U x(t) for all steps and all four blocks is one matrix product before the loop; the loop keeps
-    W h(t-1) and the gate arithmetic. The gradient is written by hand: back through the steps for
-    the pre-activation gradients, then dW as one product (see `keras_seq.layers.base`).
+    the four products W^f h(t-1), W^g h(t-1), W h(t-1), W^o h(t-1) (independent, so they run at once)
+    and the gate arithmetic. The gradient is written by hand: back through the steps for the
+    pre-activation gradients, then dW as one product (see `keras_seq.layers.base`).
 
     Arguments are those of `keras_seq.cells.LSTMCell` (the book's `candidate_activation="sigmoid"`
     by default; `"tanh"` is Keras's LSTM) and of `keras.layers.RNN` (`return_sequences`,
