@@ -82,19 +82,24 @@ class GRUCell(BookCell):
         """One step of eq. 10.45-10.47 given z = b + U x(t) for the three blocks.
 
         `z` is fused or the blocks from `split_input_projection`; `recurrent_kernel` the blocks from
-        `split_recurrent_kernel` (None: the cell's own). Each block's product is its own, so that
-        TensorFlow runs those of u and r at once, and that of u beside the candidate's.
+        `split_recurrent_kernel` (the fast layers' loops: each block's product is its own, so that
+        TensorFlow runs those of u and r at once, and that of u beside the candidate's), or a fused
+        W, or None for the cell's own (one step on its own: one product for u and r together).
         Returns `(h, [h], (u, r, c, h_in))`: c is the candidate σ(b + U x + W (r ⊙ h)), and h_in
         is h(t-1) after recurrent dropout, kept for the fast layers' hand-written gradient.
         """
         (h_tm1,) = states
         z_u, z_r, z_c = z if isinstance(z, tuple) else self.split_input_projection(z)
-        if recurrent_kernel is None:
-            recurrent_kernel = self.split_recurrent_kernel(self.recurrent_kernel)
-        W_u, W_r, W = recurrent_kernel
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
-        u = self.recurrent_activation(z_u + ops.matmul(h_in, W_u))  # 10.46
-        r = self.recurrent_activation(z_r + ops.matmul(h_in, W_r))  # 10.47
+        if isinstance(recurrent_kernel, tuple):  # a loop's blocks: one product per block
+            W_u, W_r, W = recurrent_kernel
+            u = self.recurrent_activation(z_u + ops.matmul(h_in, W_u))  # 10.46
+            r = self.recurrent_activation(z_r + ops.matmul(h_in, W_r))  # 10.47
+        else:  # one step on its own: one product for [W^u | W^r], fewer ops
+            W_all = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
+            W_ur, W = W_all[:, : 2 * self.units], W_all[:, 2 * self.units :]
+            a_ur = ops.concatenate([z_u, z_r], axis=-1) + ops.matmul(h_in, W_ur)
+            u, r = ops.split(self.recurrent_activation(a_ur), 2, axis=-1)  # 10.46, 10.47
         c = self.candidate_activation(z_c + ops.matmul(r * h_in, W))
         h = u * h_tm1 + (1.0 - u) * c  # 10.45
         return h, [h], (u, r, c, h_in)

@@ -117,22 +117,28 @@ class LSTMCell(BookCell):
         """One step of eq. 10.40-10.44 given z = b + U x(t) for the four blocks.
 
         `z` is fused or the blocks from `split_input_projection`; `recurrent_kernel` the blocks from
-        `split_recurrent_kernel` (None: the cell's own). Each block's W h(t-1) is its own product:
-        four independent products, which TensorFlow runs at once on several cores.
+        `split_recurrent_kernel` (the fast layers' loops: each block's W h(t-1) is its own product,
+        four independent products that TensorFlow runs at once on several cores), or a fused W, or
+        None for the cell's own (one step on its own: one product for all blocks, fewer ops).
 
         Returns `(h, [h, s], gates)` where `gates = (f, g, c, q)` and c = σ(b + U x + W h) is the
         cell input; the fast layers keep the gates for their hand-written gradient.
         """
         h_tm1, s_tm1 = states
-        z_f, z_g, z_c, z_q = z if isinstance(z, tuple) else self.split_input_projection(z)
-        if recurrent_kernel is None:
-            recurrent_kernel = self.split_recurrent_kernel(self.recurrent_kernel)
-        W_f, W_g, W, W_o = recurrent_kernel
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
-        f = self.recurrent_activation(z_f + ops.matmul(h_in, W_f))  # 10.41
-        g = self.recurrent_activation(z_g + ops.matmul(h_in, W_g))  # 10.42
-        c = self.candidate_activation(z_c + ops.matmul(h_in, W))  # the cell input of 10.40
-        q = self.recurrent_activation(z_q + ops.matmul(h_in, W_o))  # 10.44
+        if isinstance(recurrent_kernel, tuple):  # a loop's blocks: one product per block
+            z_f, z_g, z_c, z_q = z if isinstance(z, tuple) else self.split_input_projection(z)
+            W_f, W_g, W, W_o = recurrent_kernel
+            a_f, a_g = z_f + ops.matmul(h_in, W_f), z_g + ops.matmul(h_in, W_g)
+            a_c, a_q = z_c + ops.matmul(h_in, W), z_q + ops.matmul(h_in, W_o)
+        else:  # one step on its own (keras.layers.RNN, a decoder): one fused product, fewer ops
+            z = ops.concatenate(z, axis=-1) if isinstance(z, tuple) else z
+            W_all = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
+            a_f, a_g, a_c, a_q = ops.split(z + ops.matmul(h_in, W_all), 4, axis=-1)
+        f = self.recurrent_activation(a_f)  # 10.41
+        g = self.recurrent_activation(a_g)  # 10.42
+        c = self.candidate_activation(a_c)  # the cell input of 10.40
+        q = self.recurrent_activation(a_q)  # 10.44
         s = f * s_tm1 + g * c  # 10.40
         h = self.activation(s) * q  # 10.43
         return h, [h, s], (f, g, c, q)
