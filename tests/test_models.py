@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_seq.models import (
     BidirectionalTagger, ConditionalSequenceTagger, OutputRecurrentTagger, SequenceClassifier,
-    SequenceTagger, VectorToSequence,
+    SequenceTagger, VectorToSequence, EncoderDecoder,
 )
 
 CELLS = ["elman", "lstm", "gru"]
@@ -394,3 +394,21 @@ def test_unknown_input_keys_are_a_clear_error():
 def test_output_recurrence_refuses_dropout():
     with pytest.raises(ValueError, match="dropout"):
         OutputRecurrentTagger(8, K, cell_options={"dropout": 0.1})
+
+
+def test_encoder_decoder_reloads_with_its_mixed_policy(tmp_path):
+    """A model built under mixed_bfloat16 reloads under the global float32 policy with the same
+    policy in every layer, and decodes exactly as before saving (the G2P `load` contract)."""
+    model = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4, attention=True,
+                           dtype="mixed_bfloat16")
+    model.build()
+    path = tmp_path / "m.keras"
+    model.save(path)
+    assert keras.config.dtype_policy().name == "float32"
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    policies = {layer.name: layer.dtype_policy.name for layer in loaded._flatten_layers() if layer.weights}
+    assert set(policies.values()) == {"mixed_bfloat16"}, policies
+    ids = np.array([[4, 5, 6, 0], [7, 8, 0, 0]], "int32")
+    a, b = model.generate(ids, method="greedy"), loaded.generate(ids, method="greedy")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a["tokens"]), keras.ops.convert_to_numpy(b["tokens"]))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a["scores"]), keras.ops.convert_to_numpy(b["scores"]))

@@ -18,13 +18,13 @@ from keras_seq.layers import GRU, LSTM, ElmanRNN
 CELLS = {"elman": ElmanRNN, "lstm": LSTM, "gru": GRU}
 
 
-def _sequence_layer(cell, units, candidate_activation, name):
+def _sequence_layer(cell, units, candidate_activation, name, dtype=None):
     if cell not in CELLS:
         raise ValueError(f"Unknown cell {cell!r}: use one of {sorted(CELLS)}.")
     kwargs = {}
     if candidate_activation is not None and cell != "elman":
         kwargs["candidate_activation"] = candidate_activation
-    return CELLS[cell](units, return_sequences=True, return_state=True, name=name, **kwargs)
+    return CELLS[cell](units, return_sequences=True, return_state=True, name=name, dtype=dtype, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -158,28 +158,33 @@ class EncoderDecoder(keras.Model):
         self.dropout, self.candidate_activation = dropout, candidate_activation
         self.scheduled_sampling, self.max_output_length = scheduled_sampling, max_output_length
 
-        self.source_embedding = keras.layers.Embedding(input_vocabulary_size, embedding_dim, name="source_embedding")
-        self.target_embedding = keras.layers.Embedding(output_vocabulary_size, embedding_dim, name="target_embedding")
+        # Every sublayer takes the model's dtype policy, so that a model saved under a mixed policy
+        # reloads with it (its config keeps the model's policy, not the global one at load time).
+        dtype = self.dtype_policy
+        self.source_embedding = keras.layers.Embedding(
+            input_vocabulary_size, embedding_dim, name="source_embedding", dtype=dtype)
+        self.target_embedding = keras.layers.Embedding(
+            output_vocabulary_size, embedding_dim, name="target_embedding", dtype=dtype)
         self.encoder = []
         for i in range(encoder_layers):
-            layer = _sequence_layer(cell, units, candidate_activation, f"encoder_{i}")
+            layer = _sequence_layer(cell, units, candidate_activation, f"encoder_{i}", dtype)
             if bidirectional_encoder:
-                layer = keras.layers.Bidirectional(layer, name=f"bidirectional_encoder_{i}")
+                layer = keras.layers.Bidirectional(layer, name=f"bidirectional_encoder_{i}", dtype=dtype)
             self.encoder.append(layer)
         self.decoder = [
-            _sequence_layer(cell, units, candidate_activation, f"decoder_{i}") for i in range(decoder_layers)
+            _sequence_layer(cell, units, candidate_activation, f"decoder_{i}", dtype) for i in range(decoder_layers)
         ]
         self.states_per_layer = 2 if cell == "lstm" else 1
         self.copy_bridge = not bidirectional_encoder and encoder_layers == decoder_layers
         self.bridge = []
         if not self.copy_bridge:
             self.bridge = [
-                keras.layers.Dense(units, activation="tanh", name=f"bridge_{i}")
+                keras.layers.Dense(units, activation="tanh", name=f"bridge_{i}", dtype=dtype)
                 for i in range(decoder_layers * self.states_per_layer)
             ]
-        self.attention = AdditiveAttention(units, name="attention") if attention else None
-        self.dropout_layer = keras.layers.Dropout(dropout)
-        self.output_layer = keras.layers.Dense(output_vocabulary_size, name="output")  # o = c + V h
+        self.attention = AdditiveAttention(units, name="attention", dtype=dtype) if attention else None
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=dtype)
+        self.output_layer = keras.layers.Dense(output_vocabulary_size, name="output", dtype=dtype)  # o = c + V h
         self.seed_generator = keras.random.SeedGenerator(0)  # scheduled sampling's draws
 
     # -- encoder ---------------------------------------------------------------------------------
