@@ -54,10 +54,10 @@
   and the loss are computed in float32 by the model's output cast and the loss, and
   ``mixed_float16`` gets Keras's dynamic loss scaling (`LossScaleOptimizer`) from `compile`;
   on CPUs without native bfloat16/float16 arithmetic both mixed policies are *slower* than
-  float32 (they are meant for GPUs and TPUs), and the recurrent state is kept in the compute
-  dtype by the layers, so long sequences can drift further from float32 than feed-forward
-  models do. The global policy is restored when `train` returns; the saved model keeps its
-  layers' policy.
+  float32 (they are meant for GPUs and TPUs). The fast sequence layers (the encoder, the
+  teacher-forced decoder) run their recurrence in float32 and return outputs in the compute
+  dtype; the decoder's step-by-step generation runs the cell in the compute dtype. The global
+  policy is restored when `train` returns; the saved model keeps its policy in every layer.
 """
 
 from __future__ import annotations
