@@ -89,17 +89,18 @@ class GRUCell(BookCell):
         is h(t-1) after recurrent dropout, kept for the fast layers' hand-written gradient.
         """
         (h_tm1,) = states
-        z_u, z_r, z_c = z if isinstance(z, tuple) else self.split_input_projection(z)
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
         if isinstance(recurrent_kernel, tuple):  # a loop's blocks: one product per block
+            z_u, z_r, z_c = z if isinstance(z, tuple) else self.split_input_projection(z)
             W_u, W_r, W = recurrent_kernel
             u = self.recurrent_activation(z_u + ops.matmul(h_in, W_u))  # 10.46
             r = self.recurrent_activation(z_r + ops.matmul(h_in, W_r))  # 10.47
         else:  # one step on its own: one product for [W^u | W^r], fewer ops
+            z = ops.concatenate(z, axis=-1) if isinstance(z, tuple) else z
+            z_ur, z_c = ops.split(z, [2 * self.units], axis=-1)
             W_all = self.recurrent_kernel if recurrent_kernel is None else recurrent_kernel
             W_ur, W = W_all[:, : 2 * self.units], W_all[:, 2 * self.units :]
-            a_ur = ops.concatenate([z_u, z_r], axis=-1) + ops.matmul(h_in, W_ur)
-            u, r = ops.split(self.recurrent_activation(a_ur), 2, axis=-1)  # 10.46, 10.47
+            u, r = ops.split(self.recurrent_activation(z_ur + ops.matmul(h_in, W_ur)), 2, axis=-1)  # 10.46, 10.47
         c = self.candidate_activation(z_c + ops.matmul(r * h_in, W))
         h = u * h_tm1 + (1.0 - u) * c  # 10.45
         return h, [h], (u, r, c, h_in)
