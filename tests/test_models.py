@@ -412,3 +412,24 @@ def test_encoder_decoder_reloads_with_its_mixed_policy(tmp_path):
     a, b = model.generate(ids, method="greedy"), loaded.generate(ids, method="greedy")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(a["tokens"]), keras.ops.convert_to_numpy(b["tokens"]))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(a["scores"]), keras.ops.convert_to_numpy(b["scores"]))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SequenceTagger(8, 3, cell="gru", dtype="mixed_bfloat16"),
+    lambda: BidirectionalTagger(8, 3, dtype="mixed_bfloat16"),
+    lambda: SequenceClassifier(8, 3, dtype="mixed_bfloat16"),
+    lambda: ConditionalSequenceTagger(8, 3, dtype="mixed_bfloat16"),
+    lambda: OutputRecurrentTagger(8, 3, dtype="mixed_bfloat16"),
+], ids=["tagger", "bidirectional", "classifier", "conditional", "output_recurrent"])
+def test_models_reload_with_their_mixed_policy(tmp_path, make):
+    """Every model's sublayers take the model's policy, so it survives a save and load under the
+    global float32 policy."""
+    model = make()
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    inputs = {"inputs": x, "targets": np.zeros((2, 5), "int32")} if "Conditional" in type(model).__name__ \
+        or "OutputRecurrent" in type(model).__name__ else x
+    model(inputs)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    policies = {layer.name: layer.dtype_policy.name for layer in loaded._flatten_layers() if layer.weights}
+    assert set(policies.values()) == {"mixed_bfloat16"}, policies

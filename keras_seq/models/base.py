@@ -17,6 +17,8 @@ def recurrent_layer(cell, units, cell_options=None, **kwargs):
 
     `cell_options` are further arguments of the cell (e.g. `{"candidate_activation": "tanh"}`,
     `{"dropout": 0.1}`); `kwargs` are those of `keras.layers.RNN` (`return_sequences`, ...).
+    A model passes `dtype=self.dtype_policy` to every sublayer it makes, so that a model saved
+    under a mixed policy reloads with it in every layer.
     """
     if cell not in RECURRENT_LAYERS:
         raise ValueError(
@@ -25,9 +27,9 @@ def recurrent_layer(cell, units, cell_options=None, **kwargs):
     return RECURRENT_LAYERS[cell](units, **dict(cell_options or {}), **kwargs)
 
 
-def output_layer(output_units, output_activation, name="output_layer"):
+def output_layer(output_units, output_activation, name="output_layer", dtype=None):
     """o(t) = c + V h(t), ŷ(t) = output_activation(o(t)) (eq. 10.10-10.11): V is the kernel, c the bias."""
-    return keras.layers.Dense(output_units, activation=output_activation, name=name)
+    return keras.layers.Dense(output_units, activation=output_activation, name=name, dtype=dtype)
 
 
 def check_keys(keys, key):

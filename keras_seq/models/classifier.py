@@ -42,8 +42,8 @@ class SequenceClassifier(keras.Model):
         super().__init__(**kwargs)
         self.units, self.output_units, self.cell = units, output_units, cell
         self.output_activation, self.cell_options = output_activation, dict(cell_options or {})
-        self.rnn = recurrent_layer(cell, units, self.cell_options, name="rnn")
-        self.output_layer = output_layer(output_units, output_activation)
+        self.rnn = recurrent_layer(cell, units, self.cell_options, name="rnn", dtype=self.dtype_policy)
+        self.output_layer = output_layer(output_units, output_activation, dtype=self.dtype_policy)
         self.supports_masking = True
 
     def build(self, input_shape):

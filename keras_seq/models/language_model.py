@@ -116,13 +116,14 @@ class RNNLanguageModel(keras.Model):
         self.cell, self.num_layers, self.dropout = cell, num_layers, dropout
         self.cell_options, self.max_length = dict(cell_options or {}), max_length
 
-        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding", dtype=self.dtype_policy)
         self.rnn = [
-            recurrent_layer(cell, units, self.cell_options, return_sequences=True, name=f"rnn_{i}")
+            recurrent_layer(cell, units, self.cell_options, return_sequences=True, name=f"rnn_{i}",
+                            dtype=self.dtype_policy)
             for i in range(num_layers)
         ]
-        self.dropout_layer = keras.layers.Dropout(dropout)
-        self.output_layer = keras.layers.Dense(vocabulary_size, name="output")  # o = c + V h
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.output_layer = keras.layers.Dense(vocabulary_size, name="output", dtype=self.dtype_policy)  # o = c + V h
 
     def build(self, input_shape=None):
         """Creates every weight by running the model once on a dummy batch."""

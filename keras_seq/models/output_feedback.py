@@ -78,7 +78,7 @@ class OutputRecurrentTagger(FeedbackModel):
             raise ValueError("OutputRecurrentTagger does not support dropout in `cell_options`.")
         self.output_cell = OutputFeedbackCell(
             units, output_units, activation=activation, output_activation="softmax",
-            name="output_feedback_cell", **self.cell_options,
+            name="output_feedback_cell", dtype=self.dtype_policy, **self.cell_options,
         )
         self.supports_masking = True
 
@@ -167,8 +167,9 @@ class ConditionalSequenceTagger(FeedbackModel):
         super().__init__(**kwargs)
         self.units, self.output_units, self.cell = units, output_units, cell
         self.cell_options = dict(cell_options or {})
-        self.rnn = recurrent_layer(cell, units, self.cell_options, return_sequences=True, name="rnn")
-        self.output_layer = output_layer(output_units, "softmax")
+        self.rnn = recurrent_layer(cell, units, self.cell_options, return_sequences=True, name="rnn",
+                                   dtype=self.dtype_policy)
+        self.output_layer = output_layer(output_units, "softmax", dtype=self.dtype_policy)
         self.supports_masking = True
 
     def build(self, input_shape):

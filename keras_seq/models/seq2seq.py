@@ -13,18 +13,12 @@ import keras
 from keras import ops
 
 from keras_seq import decoding
-from keras_seq.layers import GRU, LSTM, ElmanRNN
-
-CELLS = {"elman": ElmanRNN, "lstm": LSTM, "gru": GRU}
+from keras_seq.models.base import recurrent_layer
 
 
-def _sequence_layer(cell, units, candidate_activation, name, dtype=None):
-    if cell not in CELLS:
-        raise ValueError(f"Unknown cell {cell!r}: use one of {sorted(CELLS)}.")
-    kwargs = {}
-    if candidate_activation is not None and cell != "elman":
-        kwargs["candidate_activation"] = candidate_activation
-    return CELLS[cell](units, return_sequences=True, return_state=True, name=name, dtype=dtype, **kwargs)
+def _sequence_layer(cell, units, candidate_activation, name, dtype):
+    options = {"candidate_activation": candidate_activation} if candidate_activation is not None and cell != "elman" else {}
+    return recurrent_layer(cell, units, options, return_sequences=True, return_state=True, name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")

@@ -51,8 +51,9 @@ class SequenceTagger(keras.Model):
         super().__init__(**kwargs)
         self.units, self.output_units, self.cell = units, output_units, cell
         self.output_activation, self.cell_options = output_activation, dict(cell_options or {})
-        self.rnn = recurrent_layer(cell, units, self.cell_options, return_sequences=True, name="rnn")
-        self.output_layer = output_layer(output_units, output_activation)
+        self.rnn = recurrent_layer(cell, units, self.cell_options, return_sequences=True, name="rnn",
+                                   dtype=self.dtype_policy)
+        self.output_layer = output_layer(output_units, output_activation, dtype=self.dtype_policy)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -121,10 +122,10 @@ class BidirectionalTagger(keras.Model):
         self.output_activation, self.merge_mode = output_activation, merge_mode
         self.cell_options = dict(cell_options or {})
         self.rnn = keras.layers.Bidirectional(
-            recurrent_layer(cell, units, self.cell_options, return_sequences=True),
-            merge_mode=merge_mode, name="rnn",
+            recurrent_layer(cell, units, self.cell_options, return_sequences=True, dtype=self.dtype_policy),
+            merge_mode=merge_mode, name="rnn", dtype=self.dtype_policy,
         )
-        self.output_layer = output_layer(output_units, output_activation)
+        self.output_layer = output_layer(output_units, output_activation, dtype=self.dtype_policy)
         self.supports_masking = True
 
     def build(self, input_shape):
