@@ -158,6 +158,33 @@ def in_process(version_path, signature, input_key, batch, rounds):
     return statistics.median(eager), statistics.median(session)
 
 
+def read_words(path):
+    """The words of a CMUdict-format file (first column, variant markers dropped, each word once)."""
+    words = []
+    for line in open(path, encoding="utf-8", errors="replace"):
+        fields = line.split()
+        if fields and not line.startswith(";;;"):
+            words.append(re.sub(r"\(\d+\)$", "", fields[0]).lower())
+    return list(dict.fromkeys(words))
+
+
+def in_process_file(version_path, signature, input_key, words, batch, rounds):
+    """Words/s of the signature over all of `words` in batches of `batch` (median over rounds)."""
+    function = tf.saved_model.load(version_path).signatures[signature]
+    batches = [
+        tf.constant(np.array([w.encode() for w in words[i : i + batch]], dtype=object))
+        for i in range(0, len(words), batch)
+    ]
+    function(**{input_key: batches[0]})
+    speeds = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for tensor in batches:
+            function(**{input_key: tensor})
+        speeds.append(len(words) / (time.perf_counter() - started))
+    return statistics.median(speeds)
+
+
 def write_results(path, section):
     """Replaces (or appends) the `## Serving` section of bench/RESULTS.md, leaving the rest alone."""
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmark results\n"
@@ -183,6 +210,8 @@ def main(argv=None):
     p.add_argument("--num_batch_threads", type=int, default=None, help="batching threads (default: the cores)")
     p.add_argument("--server_flag", action="append", default=[],
                    help="another server flag, e.g. --server_flag=--tensorflow_intra_op_parallelism=1 (repeatable)")
+    p.add_argument("--words", help="also decode every word of this CMUdict-format file in-process, in batches of 256")
+    p.add_argument("--in_process_only", action="store_true", help="skip the server runs")
     p.add_argument("--write_results", action="store_true", help="update the Serving section of bench/RESULTS.md")
     args = p.parse_args(argv)
 
@@ -199,7 +228,7 @@ def main(argv=None):
         version_path = versions[max(versions)]
 
         rows = []
-        for batching in (False, True):
+        for batching in () if args.in_process_only else (False, True):
             process, address = start_server(base_path, args.model_name, batching, args.batch_timeout_micros, workdir,
                                             args.num_batch_threads, args.server_flag)
             try:
@@ -225,6 +254,12 @@ def main(argv=None):
                 f"{session:10.0f} words/s (server session path)",
                 flush=True,
             )
+        file_speed = None
+        if args.words:
+            words = read_words(args.words)
+            file_speed = in_process_file(version_path, args.signature, args.input_key, words, 256, min(args.rounds, 3))
+            print(f"in-process, all {len(words)} words of {args.words} in batches of 256: {file_speed:.0f} words/s",
+                  flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -240,7 +275,8 @@ def main(argv=None):
             f"- Model: {model_label}, signature `{args.signature}`, version {max(versions)}",
             "- Server: `keras-seq serve` in its own process on 127.0.0.1; clients are threads of the benchmark "
             f"process, one single-word Predict at a time each, {args.seconds:g} s per row; batching on = "
-            f"max_batch_size 256, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads {os.cpu_count()}.",
+            f"max_batch_size 256, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads "
+            f"{args.num_batch_threads or os.cpu_count()}; other server flags: {' '.join(args.server_flag) or 'none'}.",
             "",
             "| batching | clients | words/s | p50 ms | p99 ms | errors |",
             "|---|---:|---:|---:|---:|---:|",
@@ -256,6 +292,8 @@ def main(argv=None):
             "|---:|---:|---:|",
         ]
         lines += [f"| {b} | {e:.0f} | {s:.0f} |" for b, e, s in speeds]
+        if file_speed is not None:
+            lines += ["", f"All {len(words)} words of `{args.words}` in batches of 256, in-process: {file_speed:.0f} words/s."]
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
         write_results(path, "\n".join(lines) + "\n\n")
         print(f"wrote the Serving section of {path}")
