@@ -166,3 +166,17 @@ def test_prefix_is_read_first_and_continued(method):
     np.testing.assert_allclose(per_step[:, len(prefix):].sum(1), scores, atol=1e-4)
     with pytest.raises(ValueError, match="prefix"):
         model.generate(1, prefix=[START])
+
+
+def test_reloads_with_its_mixed_policy(tmp_path):
+    """Every sublayer takes the model's policy: saved under mixed_bfloat16, the model reloads with it
+    under the global float32 policy and generates the same tokens with the same scores."""
+    model = make_model("gru", num_layers=2, dtype="mixed_bfloat16")
+    model.save(tmp_path / "lm.keras")
+    assert keras.config.dtype_policy().name == "float32"
+    loaded = keras.saving.load_model(tmp_path / "lm.keras", safe_mode=True)
+    policies = {layer.name: layer.dtype_policy.name for layer in loaded._flatten_layers() if layer.weights}
+    assert set(policies.values()) == {"mixed_bfloat16"}, policies
+    a, b = model.generate(4, method="greedy"), loaded.generate(4, method="greedy")
+    np.testing.assert_array_equal(np_(a["tokens"]), np_(b["tokens"]))
+    np.testing.assert_array_equal(np_(a["scores"]), np_(b["scores"]))
