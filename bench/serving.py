@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from keras_seq.g2p.data import read_cmudict
 from keras_seq.serving import testing
 from keras_seq.serving.repository import list_versions
 from keras_seq.serving.servable import Servable
@@ -158,16 +159,6 @@ def in_process(version_path, signature, input_key, batch, rounds):
     return statistics.median(eager), statistics.median(session)
 
 
-def read_words(path):
-    """The words of a CMUdict-format file (first column, variant markers dropped, each word once)."""
-    words = []
-    for line in open(path, encoding="utf-8", errors="replace"):
-        fields = line.split()
-        if fields and not line.startswith(";;;"):
-            words.append(re.sub(r"\(\d+\)$", "", fields[0]).lower())
-    return list(dict.fromkeys(words))
-
-
 def in_process_file(version_path, signature, input_key, words, batch, rounds):
     """Words/s of the signature over all of `words` in batches of `batch` (median over rounds)."""
     function = tf.saved_model.load(version_path).signatures[signature]
@@ -210,7 +201,8 @@ def main(argv=None):
     p.add_argument("--num_batch_threads", type=int, default=None, help="batching threads (default: the cores)")
     p.add_argument("--server_flag", action="append", default=[],
                    help="another server flag, e.g. --server_flag=--tensorflow_intra_op_parallelism=1 (repeatable)")
-    p.add_argument("--words", help="also decode every word of this CMUdict-format file in-process, in batches of 256")
+    p.add_argument("--words", help="also decode every word of this CMUdict-format file in-process, in batches of 256 "
+                   "(median of up to 3 passes)")
     p.add_argument("--in_process_only", action="store_true", help="skip the server runs")
     p.add_argument("--write_results", action="store_true", help="update the Serving section of bench/RESULTS.md")
     args = p.parse_args(argv)
@@ -256,7 +248,7 @@ def main(argv=None):
             )
         file_speed = None
         if args.words:
-            words = read_words(args.words)
+            words = [word for word, _ in read_cmudict(args.words)]
             file_speed = in_process_file(version_path, args.signature, args.input_key, words, 256, min(args.rounds, 3))
             print(f"in-process, all {len(words)} words of {args.words} in batches of 256: {file_speed:.0f} words/s",
                   flush=True)
