@@ -138,3 +138,18 @@ def test_server_answers_bad_words_and_keeps_serving(g2p_export):
         _assert_same({a: tf.make_ndarray(ok.outputs[a]) for a in ok.outputs}, expected["serving_default"][1])
     finally:
         server.stop(grace=1)
+
+
+def test_export_input_ids_are_as_wide_as_the_longest_word_and_empty_words_decode(g2p_export):
+    """The graph's tokenization pads like `G2P.encode_words` (no extra encoder step); a batch of only
+    empty words, or of zero-width ids, still decodes, to empty pronunciations."""
+    g2p, _, path, _ = g2p_export
+    module = g2p.serving_module()
+    words = ["abc", "a", ""]
+    np.testing.assert_array_equal(module._ids(tf.constant(words)).numpy(), g2p.encode_words(words))
+    loaded = tf.saved_model.load(path)
+    for name in ("serving_default", "greedy"):
+        out = loaded.signatures[name](words=tf.constant(["", ""]))
+        assert out["pronunciation"].numpy().tolist() == [b"", b""], name
+    out = loaded.signatures["tokens"](input_ids=tf.zeros([2, 0], tf.int32))
+    assert out["output_ids"].shape[:2] == (2, 3) and out["lengths"].shape == (2, 3)

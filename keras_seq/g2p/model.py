@@ -189,9 +189,14 @@ class G2PServingModule(tf.Module):
         return {"serving_default": self.serving_default, "greedy": self.greedy, "tokens": self.tokens}
 
     def _ids(self, words):
-        ids = self.tokenizer(words)[:, : self.max_input_length]
-        # An empty batch or empty words still decode (to an empty pronunciation).
-        return tf.concat([ids, tf.zeros([tf.shape(ids)[0], 1], tf.int32)], axis=1)
+        return self._at_least_one_column(self.tokenizer(words)[:, : self.max_input_length])
+
+    @staticmethod
+    def _at_least_one_column(ids):
+        """Pads `ids` to one column when it has none, so that an empty batch, or a batch of empty
+        words, still decodes (to empty pronunciations); as `G2P.encode_words` pads. A batch with
+        letters keeps its width: every extra column would be one more step of the encoder."""
+        return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
 
     def _search(self, ids):
         return self.model.generate(ids, method="beam", beam_width=self.beam_width)
@@ -208,7 +213,7 @@ class G2PServingModule(tf.Module):
         return {"pronunciation": self.detokenizer(out["tokens"]), "score": out["scores"]}
 
     def _tokens(self, input_ids):
-        out = self._search(tf.concat([input_ids, tf.zeros([tf.shape(input_ids)[0], 1], tf.int32)], axis=1))
+        out = self._search(self._at_least_one_column(input_ids))
         return {"output_ids": out["tokens"], "lengths": out["lengths"], "scores": out["scores"]}
 
 
