@@ -133,30 +133,32 @@ def run_clients(address, model_name, signature, input_key, clients, seconds):
     return len(latencies) / elapsed, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(errors)
 
 
+def words_per_second(call, batches, rounds):
+    """Median words/s of `call` over `rounds` passes through `batches`, after one warm-up call."""
+    call(batches[0])
+    words = sum(len(b) for b in batches)
+    speeds = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for batch in batches:
+            call(batch)
+        speeds.append(words / (time.perf_counter() - started))
+    return statistics.median(speeds)
+
+
 def in_process(version_path, signature, input_key, batch, rounds):
     """Words/s of the signature called in-process: tf.saved_model.load, and the server's session path."""
     words = np.array([WORDS[i % len(WORDS)].encode() for i in range(batch)], dtype=object)
-    loaded = tf.saved_model.load(version_path)
-    function = loaded.signatures[signature]
-    tensor = tf.constant(words)
-    function(**{input_key: tensor})
-    eager = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        function(**{input_key: tensor})
-        eager.append(batch / (time.perf_counter() - started))
+    function = tf.saved_model.load(version_path).signatures[signature]
+    eager = words_per_second(lambda tensor: function(**{input_key: tensor}), [tf.constant(words)], rounds)
     servable = Servable.load("bench", 0, version_path)
     signature_def = servable.signature_defs[signature]
-    feeds = [(signature_def.inputs[input_key].name, words)]
     fetches = [t.name for t in signature_def.outputs.values()]
-    servable.run(feeds, fetches)
-    session = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        servable.run(feeds, fetches)
-        session.append(batch / (time.perf_counter() - started))
+    session = words_per_second(
+        lambda w: servable.run([(signature_def.inputs[input_key].name, w)], fetches), [words], rounds
+    )
     servable.retire()
-    return statistics.median(eager), statistics.median(session)
+    return eager, session
 
 
 def in_process_file(version_path, signature, input_key, words, batch, rounds):
@@ -166,14 +168,7 @@ def in_process_file(version_path, signature, input_key, words, batch, rounds):
         tf.constant(np.array([w.encode() for w in words[i : i + batch]], dtype=object))
         for i in range(0, len(words), batch)
     ]
-    function(**{input_key: batches[0]})
-    speeds = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for tensor in batches:
-            function(**{input_key: tensor})
-        speeds.append(len(words) / (time.perf_counter() - started))
-    return statistics.median(speeds)
+    return words_per_second(lambda tensor: function(**{input_key: tensor}), batches, rounds)
 
 
 def write_results(path, section):
