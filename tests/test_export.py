@@ -639,3 +639,20 @@ def test_cli_model_directory_uses_load_for_export(tmp_path, monkeypatch, capsys)
     assert tf.make_ndarray(log.predict_log.request.inputs["x"]).tolist() == [3.0]
     assert ex.main(["--model", str(tmp_path / "missing"), "--base-path", str(tmp_path / "m")]) == 1
     assert "neither a model directory nor a .keras file" in capsys.readouterr().err
+
+    # --shards goes to load_for_export, and only when given.
+    seen = []
+    fake.load_for_export = lambda d, **kwargs: seen.append(kwargs) or module
+    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m"), "--shards", "3"]) == 0
+    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m")]) == 0
+    assert seen == [{"shards": 3}, {}]
+
+
+def test_cli_rejects_bad_shards(tmp_path, capsys):
+    float_model().save(tmp_path / "model.keras")
+    with pytest.raises(SystemExit):
+        ex.main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "m"), "--shards", "0"])
+    assert "--shards must be at least 1, got 0" in capsys.readouterr().err
+    assert ex.main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "m"), "--shards", "2"]) == 1
+    assert "--shards applies to G2P model directories" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -140,6 +140,50 @@ def test_server_answers_bad_words_and_keeps_serving(g2p_export):
         server.stop(grace=1)
 
 
+def _letters(count, seed):
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(1, 9))) for _ in range(count)]
+
+
+def test_export_decodes_a_large_batch_in_shards_like_the_python_model(g2p_export):
+    """37 words (an uneven cut into two parts) through the export: every word's n-best list and
+    scores equal the in-memory model's one-loop decoding, in the input's order."""
+    g2p, _, path, _ = g2p_export
+    words = _letters(37, seed=3)
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["serving_default"](words=tf.constant(words))
+    want = g2p.predict(words, method="beam", beam_width=3, num_results=3)
+    assert [[b.decode() for b in row] for row in out["nbest"].numpy()] == [[" ".join(p) for p, _ in w] for w in want]
+    np.testing.assert_allclose(out["nbest_scores"].numpy(), [[s for _, s in w] for w in want], atol=1e-4)
+    greedy = loaded.signatures["greedy"](words=tf.constant(words))
+    want = g2p.predict(words, method="greedy")
+    assert [b.decode() for b in greedy["pronunciation"].numpy()] == [" ".join(w[0][0]) for w in want]
+    np.testing.assert_allclose(greedy["score"].numpy(), [w[0][1] for w in want], atol=1e-4)
+    ids = g2p.encode_words(words)
+    tokens = loaded.signatures["tokens"](input_ids=tf.constant(ids))
+    np.testing.assert_array_equal(tokens["output_ids"].numpy(), g2p.decode_ids(ids, beam_width=3, num_results=3)["tokens"])
+
+
+@pytest.mark.parametrize("shards, batch, parts", [(2, 37, [18, 19]), (3, 7, [2, 2, 3]), (2, 3, [3]), (3, 5, [5]),
+                                                  (1, 40, [40]), (2, 0, [0])])
+def test_batches_of_at_least_two_words_per_shard_are_cut_into_shards(g2p_export, monkeypatch, shards, batch, parts):
+    g2p, _, _, _ = g2p_export
+    module = g2p.serving_module(shards=shards)
+    words = _letters(batch, seed=4)
+    want = [" ".join(w[0][0]) for w in g2p.predict(words, method="greedy")]
+    sizes, generate = [], g2p.model.generate
+    monkeypatch.setattr(g2p.model, "generate", lambda rows, **kw: sizes.append(int(rows.shape[0])) or generate(rows, **kw))
+    out = module._greedy(tf.constant(words, tf.string))  # eagerly: tf.cond runs only the branch taken
+    assert sizes == parts
+    assert [b.decode() for b in out["pronunciation"].numpy()] == want
+
+
+@pytest.mark.parametrize("shards", [0, -1, 1.5, True, "2"])
+def test_shards_must_be_a_positive_integer(g2p_export, shards):
+    with pytest.raises(ValueError, match="`shards` must be an integer >= 1"):
+        g2p_export[0].serving_module(shards=shards)
+
+
 def test_export_input_ids_are_as_wide_as_the_longest_word_and_empty_words_decode(g2p_export):
     """The graph's tokenization pads like `G2P.encode_words` (no extra encoder step); a batch of only
     empty words, or of zero-width ids, still decodes, to empty pronunciations."""

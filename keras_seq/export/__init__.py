@@ -82,7 +82,7 @@ __all__ = [
 
 
 def main(argv=None):
-    """`keras-seq export --model PATH --base-path export/NAME [--version N]`."""
+    """`keras-seq export --model PATH --base-path export/NAME [--version N] [--name NAME] [--shards N]`."""
     parser = argparse.ArgumentParser(
         prog="keras-seq export",
         description="Export a trained model into a TF Serving model repository (base_path/<version>/), atomically.",
@@ -93,9 +93,16 @@ def main(argv=None):
     parser.add_argument(
         "--name", default=None, help="model name written into warmup requests (default: base path's name)"
     )
+    parser.add_argument(
+        "--shards", type=int, default=None,
+        help="G2P model directories: decode a batch of at least 2*N words as N parts side by side, one core "
+        "each (default 2; 1 decodes every batch in one loop)",
+    )
     args = parser.parse_args(argv)
+    if args.shards is not None and args.shards < 1:
+        parser.error(f"--shards must be at least 1, got {args.shards}")
     try:
-        loaded = _load_model_for_export(args.model)
+        loaded = _load_model_for_export(args.model, shards=args.shards)
         path = export_saved_model(
             loaded.pop("module"),
             args.base_path,
@@ -110,11 +117,13 @@ def main(argv=None):
     return 0
 
 
-def _load_model_for_export(model_path):
+def _load_model_for_export(model_path, shards=None):
     """{"module": ..., and optionally "signatures", "warmup_requests", "assets"} for `model_path`."""
     if os.path.isfile(model_path) and model_path.endswith(".keras"):
         import keras
 
+        if shards is not None:
+            raise ExportError("--shards applies to G2P model directories, not to a .keras file")
         _register_keras_seq_objects()
         return {"module": keras.saving.load_model(model_path, safe_mode=True)}
     if not os.path.isdir(model_path):
@@ -126,7 +135,7 @@ def _load_model_for_export(model_path):
             f"cannot export the model directory {model_path!r}: keras_seq.g2p.model.load_for_export is not "
             f"available in this build ({e})"
         ) from e
-    return _normalize_loaded(load_for_export(model_path))
+    return _normalize_loaded(load_for_export(model_path, **({} if shards is None else {"shards": shards})))
 
 
 def _register_keras_seq_objects():

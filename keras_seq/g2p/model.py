@@ -149,7 +149,7 @@ class G2P:
         )
 
     # -- serving -----------------------------------------------------------------------------------
-    def serving_module(self, beam_width=None):
+    def serving_module(self, beam_width=None, shards=2):
         """A tf.Module with TF Serving signatures (standard TF ops only):
 
         - `serving_default`: `words` DT_STRING [-1] -> `pronunciation` string [B] (the best of a
@@ -158,8 +158,11 @@ class G2P:
         - `greedy`: `words` -> `pronunciation`, `score` by greedy search.
         - `tokens`: `input_ids` int32 [B, T] -> `output_ids` int32 [B, K, L], `lengths` int32
           [B, K], `scores` float [B, K] (beam search), for clients that tokenize themselves.
+
+        A batch of at least `2 * shards` words is decoded as `shards` independent parts, side by side
+        (see `G2PServingModule`); `shards=1` decodes every batch in one loop.
         """
-        return G2PServingModule(self, beam_width or self.beam_width)
+        return G2PServingModule(self, beam_width or self.beam_width, shards)
 
     def warmup_inputs(self):
         """A few representative inputs for TF Serving's warmup file, per signature."""
@@ -171,10 +174,21 @@ class G2P:
 
 
 class G2PServingModule(tf.Module):
-    """The exported G2P: tokenization, beam/greedy decoding and detokenization in one graph."""
+    """The exported G2P: tokenization, beam/greedy decoding and detokenization in one graph.
 
-    def __init__(self, g2p, beam_width):
+    Decoding a batch is a chain of small dependent ops (one step of a recurrent loop after another),
+    which keeps one core busy however many the server has. So a batch of at least `2 * shards` words
+    is cut into `shards` contiguous parts, each decoded by its own loop; the loops share no tensor, so
+    TensorFlow's executor runs them on separate cores, and the parts are concatenated back in order.
+    Every word's result is the same either way (a word's search never looks at the other rows).
+    Smaller batches take the single loop, where a second one would only add its overhead.
+    """
+
+    def __init__(self, g2p, beam_width, shards=2):
         super().__init__()
+        if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+            raise ValueError(f"`shards` must be an integer >= 1. Received: shards={shards!r}")
+        self.shards = shards
         self.model = g2p.model
         self.tokenizer = CharTokenizer(g2p.characters)
         self.detokenizer = PhonemeDetokenizer(g2p.phonemes)
@@ -198,27 +212,41 @@ class G2PServingModule(tf.Module):
         letters keeps its width: every extra column would be one more step of the encoder."""
         return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
 
-    def _search(self, ids):
-        return self.model.generate(ids, method="beam", beam_width=self.beam_width)
+    def _decode(self, ids, method):
+        settings = {"beam_width": self.beam_width} if method == "beam" else {}
+
+        def decode(rows):
+            return self.model.generate(rows, method=method, **settings)
+
+        if self.shards == 1:
+            return decode(ids)
+        rows = tf.shape(ids)[0]
+
+        def in_shards():
+            bounds = [rows * k // self.shards for k in range(self.shards + 1)]
+            parts = [decode(ids[start:end]) for start, end in zip(bounds, bounds[1:])]
+            return tf.nest.map_structure(lambda *part: tf.concat(part, axis=0), *parts)
+
+        return tf.cond(rows >= 2 * self.shards, in_shards, lambda: decode(ids))
 
     def _beam(self, words):
-        out = self._search(self._ids(words))
+        out = self._decode(self._ids(words), "beam")
         tokens = out["tokens"]  # (B, K, L)
         shape = tf.shape(tokens)
         nbest = tf.reshape(self.detokenizer(tf.reshape(tokens, [-1, shape[2]])), shape[:2])
         return {"pronunciation": nbest[:, 0], "score": out["scores"][:, 0], "nbest": nbest, "nbest_scores": out["scores"]}
 
     def _greedy(self, words):
-        out = self.model.generate(self._ids(words), method="greedy")
+        out = self._decode(self._ids(words), "greedy")
         return {"pronunciation": self.detokenizer(out["tokens"]), "score": out["scores"]}
 
     def _tokens(self, input_ids):
-        out = self._search(self._at_least_one_column(input_ids))
+        out = self._decode(self._at_least_one_column(input_ids), "beam")
         return {"output_ids": out["tokens"], "lengths": out["lengths"], "scores": out["scores"]}
 
 
-def load_for_export(model_dir):
+def load_for_export(model_dir, shards=2):
     """`(module, signatures, warmup_inputs)` for `keras_seq.export` from a G2P model directory."""
     g2p = G2P.load(model_dir)
-    module = g2p.serving_module()
+    module = g2p.serving_module(shards=shards)
     return module, module.signatures(), g2p.warmup_inputs()
