@@ -11,6 +11,7 @@ A model directory holds:
 in (DT_STRING [-1]), pronunciations out, tokenization and decoding inside the graph.
 """
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -224,7 +225,7 @@ class G2PServingModule(tf.Module):
 
         def in_shards():
             bounds = [rows * k // self.shards for k in range(self.shards + 1)]
-            parts = [decode(ids[start:end]) for start, end in zip(bounds, bounds[1:])]
+            parts = [decode(ids[start:end]) for start, end in itertools.pairwise(bounds)]
             return tf.nest.map_structure(lambda *part: tf.concat(part, axis=0), *parts)
 
         return tf.cond(rows >= 2 * self.shards, in_shards, lambda: decode(ids))
