@@ -296,6 +296,9 @@ def test_cli_train_then_evaluate_round_trip(tmp_path, capsys):
     for name, subset in [("not in --train", lexicon[10:]), ("also in --train", lexicon[:10])]:
         wrong = sum(hyps[w] not in [tuple(r) for r in refs] for w, refs in subset)
         assert f"{name}: {len(subset)} words, WER {100 * wrong / len(subset):.2f}%" in printed
+    extra = dict(read_cmudict(seen))
+    wrong = sum(hyps[w] not in [tuple(r) for r in [*refs, *extra.get(w, [])]] for w, refs in lexicon)
+    assert f"all words, --train pronunciations also references: WER {100 * wrong / len(lexicon):.2f}%" in printed
     assert train_main(["reverse", "--out", str(out), "--epochs", "2"]) == 2
     err = capsys.readouterr().err
     assert "--resume" in err and "Traceback" not in err

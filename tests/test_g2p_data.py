@@ -31,6 +31,7 @@ from keras_seq.g2p.metrics import (
     g2p_scores,
     levenshtein,
     phoneme_error_rate,
+    scores_by_training_overlap,
     word_error_rate,
 )
 
@@ -372,6 +373,25 @@ def test_wer_per_hand_example():
     assert (by_word.wer, by_word.per) == (0.5, 0.5)
     with pytest.raises(ValueError):
         g2p_scores(["A"], [])
+
+
+def test_scores_by_training_overlap_hand_example():
+    """A dev lexicon split per pronunciation line: "read" and "live" are also in train, each with
+    another pronunciation, and the model gives the train one for "read" only."""
+    lexicon = [("cat", [("K", "AE", "T")]), ("read", [("R", "EH", "D")]), ("live", [("L", "IH", "V")]),
+               ("dog", [("D", "AO", "G")])]
+    train = {"read": [("R", "IY", "D")], "live": [("L", "AY", "V")], "other": [("AH",)]}
+    hypotheses = ["K AE T", "R IY D", "L IH V", "D AA G"]
+    parts = scores_by_training_overlap(hypotheses, lexicon, train)
+    counts = {name: (p.num_words, p.word_errors, p.phoneme_edits, p.reference_phonemes) for name, p in parts.items()}
+    assert counts == {
+        "not in train": (2, 1, 1, 6),  # cat right; dog 1 substitution
+        "also in train": (2, 1, 1, 6),  # read: the train pronunciation, 1 edit from the dev one; live right
+        "train references too": (4, 1, 1, 12),  # read now right; dog still wrong
+    }
+    assert scores_by_training_overlap(hypotheses, lexicon, {})["also in train"].num_words == 0
+    with pytest.raises(ValueError, match="3 hypotheses for 4 words"):
+        scores_by_training_overlap(hypotheses[:3], lexicon, train)
 
 
 @needs_shared

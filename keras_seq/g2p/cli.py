@@ -161,7 +161,8 @@ def _evaluate_parser():
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--output", default=None, help="also write WORD  PH PH ... predictions to this file")
     p.add_argument("--train", default=None,
-                   help="the model's training file: also score the words that are not in it (and those that are)")
+                   help="the model's training file: also score the words that are not in it, those that are, "
+                   "and all words with their --train pronunciations as extra references")
     return p
 
 
@@ -178,7 +179,7 @@ def evaluate_main(argv):
         return _fail(prog, f"--train: no such file: {args.train}")
 
     from keras_seq.g2p.data import read_cmudict
-    from keras_seq.g2p.metrics import g2p_scores
+    from keras_seq.g2p.metrics import g2p_scores, scores_by_training_overlap
     from keras_seq.g2p.model import G2P
 
     try:
@@ -187,10 +188,10 @@ def evaluate_main(argv):
         return _fail(prog, str(e).splitlines()[0])
     if not lexicon:
         return _fail(prog, f"{data}: no pronunciations found")
-    train_words = None
+    train_lexicon = None
     if args.train:
         try:
-            train_words = {w for w, _ in read_cmudict(args.train)}
+            train_lexicon = dict(read_cmudict(args.train))
         except (ValueError, UnicodeDecodeError) as e:
             return _fail(prog, str(e).splitlines()[0])
     try:
@@ -219,12 +220,12 @@ def evaluate_main(argv):
     print(f"WER: {100 * scores.wer:.2f}% ({scores.word_errors}/{scores.num_words} words)")
     print(f"PER: {100 * scores.per:.2f}% ({scores.phoneme_edits}/{scores.reference_phonemes} phonemes)")
     print(f"speed: {len(words) / seconds:.1f} words/s ({len(words)} words in {seconds:.2f} s)")
-    if train_words is not None:
-        # A split made per pronunciation line leaves some words in both files, with another
-        # pronunciation in each: those words measure memory, the others generalization.
-        for name, keep in [("not in --train", False), ("also in --train", True)]:
-            rows = [i for i, w in enumerate(words) if (w in train_words) == keep]
-            if rows:
-                sub = g2p_scores([hyps[i] for i in rows], [lexicon[i][1] for i in rows])
-                print(f"{name}: {len(rows)} words, WER {100 * sub.wer:.2f}%, PER {100 * sub.per:.2f}%")
+    if train_lexicon is not None:
+        parts = scores_by_training_overlap(hyps, lexicon, train_lexicon)
+        for name in ("not in train", "also in train"):
+            if parts[name].num_words:
+                print(f"{name.replace('train', '--train')}: {parts[name].num_words} words, "
+                      f"WER {100 * parts[name].wer:.2f}%, PER {100 * parts[name].per:.2f}%")
+        every = parts["train references too"]
+        print(f"all words, --train pronunciations also references: WER {100 * every.wer:.2f}%, PER {100 * every.per:.2f}%")
     return 0

@@ -37,6 +37,7 @@ __all__ = [
     "closest_reference",
     "G2PScores",
     "g2p_scores",
+    "scores_by_training_overlap",
     "word_error_rate",
     "phoneme_error_rate",
 ]
@@ -186,6 +187,44 @@ def g2p_scores(
         edits += distance
         ref_len += length
     return G2PScores(n, word_errors, edits, ref_len)
+
+
+def scores_by_training_overlap(
+    hypotheses: Sequence[Phonemes],
+    lexicon: Sequence[tuple[str, Sequence[Phonemes]]],
+    train_lexicon: Mapping[str, Sequence[Phonemes]],
+) -> dict[str, G2PScores]:
+    """Scores of a dev or test lexicon against the training data's words.
+
+    A split made per pronunciation line (as CMUdict's train/dev split is) leaves some words in
+    both parts, each part holding other pronunciations of them. Scored on its part alone, such a
+    word measures whether the model forgets its training pronunciation; the other words measure
+    generalization, as the published test sets (whose words are not in train) do. And by the
+    dictionary's own rule, a word is right when it matches any of its pronunciations, wherever the
+    split put them.
+
+    Args:
+        hypotheses: One pronunciation per entry of `lexicon`, in order.
+        lexicon: ``(word, [pronunciation, ...])`` pairs (e.g. `read_cmudict` of the dev file).
+        train_lexicon: ``word -> [pronunciation, ...]`` of the training file.
+
+    Returns:
+        ``{"not in train": ..., "also in train": ..., "train references too": ...}``: the first
+        two score the words of `lexicon` apart by whether `train_lexicon` has them (a part with
+        no words has ``num_words == 0``), the third scores every word against its pronunciations
+        in both.
+    """
+    hypotheses = list(hypotheses)
+    if len(hypotheses) != len(lexicon):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(lexicon)} words")
+    parts = {}
+    for name, seen in [("not in train", False), ("also in train", True)]:
+        rows = [i for i, (word, _) in enumerate(lexicon) if (word in train_lexicon) == seen]
+        parts[name] = g2p_scores([hypotheses[i] for i in rows], [lexicon[i][1] for i in rows])
+    parts["train references too"] = g2p_scores(
+        hypotheses, [[*refs, *train_lexicon.get(word, [])] for word, refs in lexicon]
+    )
+    return parts
 
 
 def word_error_rate(
