@@ -222,10 +222,10 @@ def evaluate_main(argv):
     print(f"speed: {len(words) / seconds:.1f} words/s ({len(words)} words in {seconds:.2f} s)")
     if train_lexicon is not None:
         parts = scores_by_training_overlap(hyps, lexicon, train_lexicon)
-        for name in ("not in train", "also in train"):
-            if parts[name].num_words:
-                print(f"{name.replace('train', '--train')}: {parts[name].num_words} words, "
-                      f"WER {100 * parts[name].wer:.2f}%, PER {100 * parts[name].per:.2f}%")
+        for name, label in [("not in train", "not in --train"), ("also in train", "also in --train")]:
+            part = parts[name]
+            if part.num_words:
+                print(f"{label}: {part.num_words} words, WER {100 * part.wer:.2f}%, PER {100 * part.per:.2f}%")
         every = parts["train references too"]
         print(f"all words, --train pronunciations also references: WER {100 * every.wer:.2f}%, PER {100 * every.per:.2f}%")
     return 0

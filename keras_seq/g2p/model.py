@@ -216,19 +216,19 @@ class G2PServingModule(tf.Module):
     def _decode(self, ids, method):
         settings = {"beam_width": self.beam_width} if method == "beam" else {}
 
-        def decode(rows):
-            return self.model.generate(rows, method=method, **settings)
+        def decode(part):
+            return self.model.generate(part, method=method, **settings)
 
         if self.shards == 1:
             return decode(ids)
-        rows = tf.shape(ids)[0]
+        batch_size = tf.shape(ids)[0]
 
         def in_shards():
-            bounds = [rows * k // self.shards for k in range(self.shards + 1)]
-            parts = [decode(ids[start:end]) for start, end in itertools.pairwise(bounds)]
-            return tf.nest.map_structure(lambda *part: tf.concat(part, axis=0), *parts)
+            bounds = [batch_size * k // self.shards for k in range(self.shards + 1)]
+            outputs = [decode(ids[start:end]) for start, end in itertools.pairwise(bounds)]
+            return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
 
-        return tf.cond(rows >= 2 * self.shards, in_shards, lambda: decode(ids))
+        return tf.cond(batch_size >= 2 * self.shards, in_shards, lambda: decode(ids))
 
     def _beam(self, words):
         out = self._decode(self._ids(words), "beam")
