@@ -164,7 +164,7 @@ def test_export_decodes_a_large_batch_in_shards_like_the_python_model(g2p_export
     np.testing.assert_array_equal(tokens["output_ids"].numpy(), g2p.decode_ids(ids, beam_width=3, num_results=3)["tokens"])
 
 
-@pytest.mark.parametrize("shards, batch, parts", [(2, 37, [18, 19]), (3, 7, [2, 2, 3]), (2, 3, [3]), (3, 5, [5]),
+@pytest.mark.parametrize("shards, batch, parts", [(2, 37, [18, 19]), (3, 7, [2, 2, 3]), (2, 4, [2, 2]), (2, 3, [3]), (3, 5, [5]),
                                                   (1, 40, [40]), (2, 0, [0])])
 def test_batches_of_at_least_two_words_per_shard_are_cut_into_shards(g2p_export, monkeypatch, shards, batch, parts):
     g2p, _, _, _ = g2p_export
