@@ -53,7 +53,7 @@ def prepare(args):
         units=args.units, embedding_dim=args.embedding_dim, cell="lstm",
         encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
         bidirectional_encoder=True, attention=args.attention, dropout=args.dropout,
-        candidate_activation=args.candidate_activation,
+        candidate_activation=args.candidate_activation, context_every_step=args.context_every_step,
     )
     g2p = G2P.create(train_lexicon, max_input_length=32, beam_width=5, **model_kwargs)
     g2p.characters.save(out / "characters.txt")
@@ -338,6 +338,7 @@ def main(argv=None):
     p.add_argument("--encoder-layers", type=int, default=2)
     p.add_argument("--decoder-layers", type=int, default=1)
     p.add_argument("--attention", action="store_true")
+    p.add_argument("--context-every-step", action="store_true", help="the context also enters every decoder step")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--candidate-activation", default="tanh")
     p.add_argument("--learning-rate", type=float, default=2e-3)

@@ -223,7 +223,7 @@ def attention_weights(g2p, word, max_length=None):
     previous = ops.full((1,), model.start_token, "int32")
     rnn, rows = state["rnn"], []
     for token in outputs:
-        x = model.target_embedding(previous)
+        x = model.decoder_inputs_of(previous, state.get("context"))
         new_rnn = []
         for layer, states in zip(model.decoder, rnn):
             x, new_states = layer.cell(x, list(states))

@@ -153,10 +153,11 @@ def _fit_arrays(g2p, lexicon):
     [
         dict(cell="gru", attention=True, scheduled_sampling=0.25),
         dict(cell="elman", bidirectional_encoder=False),
+        dict(cell="lstm", context_every_step=True),
         pytest.param(dict(cell="lstm", attention=True, scheduled_sampling=0.25, encoder_layers=2, decoder_layers=2),
                      marks=pytest.mark.slow),
     ],
-    ids=["gru-attention-scheduled-sampling", "elman", "lstm-stacked-scheduled-sampling"],
+    ids=["gru-attention-scheduled-sampling", "elman", "lstm-context-every-step", "lstm-stacked-scheduled-sampling"],
 )
 def test_encoder_decoder_trains_with_each_cell(settings):
     keras.utils.set_random_seed(0)
@@ -234,6 +235,18 @@ def test_resume_after_interruption_and_to_more_epochs(tmp_path):
     _prepare_out_dir(out, {}, resume=False, overwrite=True)  # what overwrite=True does first
     assert not (out / "metrics.csv").exists() and not (out / "backup").exists()
     assert _prepare_out_dir(out, {}, resume=False, overwrite=False) is None
+
+
+def test_resume_of_a_run_saved_before_an_option_existed(tmp_path):
+    """A run.json written before `context_every_step` existed resumes as a run without it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    old = {"units": 32, "attention": False, "train_source": "x"}
+    (out / "run.json").write_text(json.dumps({"settings": old, "finished": False, "epochs_done": 1}))
+    asked = {**old, "context_every_step": False, "epochs": 3}
+    assert _prepare_out_dir(out, asked, resume=True, overwrite=False)["epochs_done"] == 1
+    with pytest.raises(RunExistsError, match="context_every_step=False \\(asked True\\)"):
+        _prepare_out_dir(out, {**asked, "context_every_step": True}, resume=True, overwrite=False)
 
 
 def test_dataset_batches_are_bucketed_and_masked():
@@ -390,3 +403,11 @@ def test_mirrored_strategy_and_mixed_precision_train(tmp_path):
                          text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "mirrored float32 ok" in run.stdout and "default mixed_bfloat16 ok" in run.stdout
+
+
+def test_cli_passes_context_every_step_to_train():
+    from keras_seq.g2p.cli import _train_kwargs, _train_parser
+
+    for flags, want in [([], False), (["--context-every-step"], True)]:
+        args = _train_parser().parse_args(["g2p", "--train", "t.dict", "--out", "o", *flags])
+        assert _train_kwargs(args)["context_every_step"] is want

@@ -30,7 +30,7 @@ def test_prepare_train_on_jax_import_round_trip(tmp_path, capsys):
     write_cmudict(reverse_task(60, 3, 6, seed=2), dev)
     prepared, trained, model = tmp_path / "prepared", tmp_path / "trained", tmp_path / "model"
     _run("prepare", "--train", train, "--dev", dev, "--out", prepared, "--units", 64, "--embedding-dim", 16,
-         "--encoder-layers", 1, "--attention", "--dropout", 0.0, "--learning-rate", 0.01, "--batch-size", 32)
+         "--encoder-layers", 1, "--attention", "--context-every-step", "--dropout", 0.0, "--learning-rate", 0.01, "--batch-size", 32)
     _run("train", "--prepared", prepared, "--out", trained, "--epochs", 8, "--seconds", 500, "--dropout", 0.0,
          "--select-every", "--select-from", 2, "--weights-dtype", "float32", backend="jax")
     summary = json.loads((trained / "summary.json").read_text())

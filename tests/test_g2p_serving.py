@@ -26,7 +26,9 @@ WORDS = ["abc", "hello", "zyx", "qwerty"]
 def g2p_export(tmp_path_factory):
     keras.utils.set_random_seed(0)
     lexicon = reverse_task(400, 3, 6, seed=1)
-    g2p = G2P.create(lexicon, units=24, embedding_dim=12, attention=True, candidate_activation="tanh", beam_width=3)
+    # Attention and the context at every step: every constant of the decoding loop is exported.
+    g2p = G2P.create(lexicon, units=24, embedding_dim=12, attention=True, context_every_step=True,
+                     candidate_activation="tanh", beam_width=3)
     arrays = make_teacher_forcing_arrays(lexicon, g2p.characters, g2p.phonemes)
     g2p.model.compile(optimizer=keras.optimizers.Adam(0.02),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))

@@ -433,3 +433,84 @@ def test_models_reload_with_their_mixed_policy(tmp_path, make):
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     policies = {layer.name: layer.dtype_policy.name for layer in loaded._flatten_layers() if layer.weights}
     assert set(policies.values()) == {"mixed_bfloat16"}, policies
+
+
+# -- the encoder-decoder's context at every decoder step (Fig. 10.12) -----------------------------------
+
+
+def test_context_every_step_matches_numpy_elman_encoder_decoder():
+    """With `context_every_step`, decoder step t reads [E y(t-1); tanh(C W_C + b_C)] and starts
+    from C: the teacher-forced logits equal an Elman encoder-decoder written in NumPy from
+    eq. 10.8-10.10, padding included."""
+    model = EncoderDecoder(7, 6, start_token=2, end_token=3, units=5, embedding_dim=3, cell="elman",
+                           bidirectional_encoder=False, context_every_step=True)
+    model.build()
+    random_weights(model)
+    x = np.array([[4, 5, 6, 1], [6, 4, 0, 0]], "int32")
+    y_in = np.array([[2, 4, 5], [2, 5, 0]], "int32")
+    logits = keras.ops.convert_to_numpy(model({"encoder_inputs": x, "decoder_inputs": y_in}))
+
+    def numpy(w):
+        return keras.ops.convert_to_numpy(w)
+
+    def elman_step(cell, x_t, h):  # h(t) = tanh(b + W h(t-1) + U x(t))
+        return np.tanh(numpy(cell.bias) + h @ numpy(cell.recurrent_kernel) + x_t @ numpy(cell.kernel))
+
+    source, target = numpy(model.source_embedding.embeddings), numpy(model.target_embedding.embeddings)
+    for row in range(len(x)):
+        h = np.zeros(5, "float32")
+        for token in x[row][x[row] != 0]:
+            h = elman_step(model.encoder[0].cell, source[token], h)
+        context = np.tanh(h @ numpy(model.context_projection.kernel) + numpy(model.context_projection.bias))
+        for t, token in enumerate(y_in[row][y_in[row] != 0]):
+            h = elman_step(model.decoder[0].cell, np.concatenate([target[token], context]), h)
+            want = numpy(model.output_layer.bias) + h @ numpy(model.output_layer.kernel)
+            np.testing.assert_allclose(logits[row, t], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(cell="lstm"),
+    dict(cell="gru", attention=True),
+    dict(cell="elman", bidirectional_encoder=False, encoder_layers=2, decoder_layers=2),
+], ids=["lstm", "gru-attention", "elman-stacked"])
+def test_context_every_step_decodes_as_it_is_trained(settings):
+    """Greedy decoding's scores equal the teacher-forced scores of its output, beam width 1 is
+    greedy, and the model reloads from a `.keras` file decoding identically."""
+    model = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4,
+                           context_every_step=True, **settings)
+    model.build()
+    random_weights(model, scale=0.8)
+    bias = keras.ops.convert_to_numpy(model.output_layer.bias)
+    bias[0] = -100.0  # random weights could emit the pad id, which the teacher-forced pass skips
+    model.output_layer.bias.assign(bias)
+    x = np.random.default_rng(0).integers(4, 12, (4, 6)).astype("int32")
+    x[1, 3:] = 0
+    greedy = {k: keras.ops.convert_to_numpy(v) for k, v in model.generate(x, method="greedy", max_length=7).items()}
+    labels = greedy["tokens"]
+    previous = np.concatenate([np.full((4, 1), 2), labels[:, :-1]], axis=1).astype("int32")
+    teacher_forced = keras.ops.convert_to_numpy(model.sequence_log_probs(x, previous, labels))
+    np.testing.assert_allclose(greedy["scores"], teacher_forced, rtol=1e-5, atol=1e-5)
+    beam = model.generate(x, method="beam", beam_width=1, max_length=7)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(beam["tokens"])[:, 0], labels)
+
+    config = model.get_config()
+    assert config["context_every_step"] is True
+    assert EncoderDecoder.from_config(config).get_config() == config
+
+
+def test_context_every_step_is_off_by_default_and_saved(tmp_path):
+    plain = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4)
+    plain.build()
+    assert plain.get_config()["context_every_step"] is False
+    assert not any("context_projection" in w.path for w in plain.weights)
+
+    model = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4, context_every_step=True)
+    model.build()
+    assert {w.path.split("/")[-2:][0] for w in model.weights if "context_projection" in w.path} == {"context_projection"}
+    random_weights(model, scale=0.8)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    ids = np.array([[4, 5, 6, 0], [7, 8, 9, 10]], "int32")
+    a, b = model.generate(ids, method="beam", beam_width=3), loaded.generate(ids, method="beam", beam_width=3)
+    for key in ("tokens", "scores"):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a[key]), keras.ops.convert_to_numpy(b[key]))

@@ -1,7 +1,8 @@
 """`keras-seq train ...` and `keras-seq evaluate ...`.
 
     keras-seq train g2p --train FILE --dev FILE --out DIR [--epochs N --batch-size B --units U
-                        --attention --cell lstm|gru|elman --beam-width K --resume ...]
+                        --attention --context-every-step --cell lstm|gru|elman --beam-width K
+                        --resume ...]
     keras-seq train reverse --out DIR [--words N --epochs N ...]   (the quick synthetic task)
     keras-seq evaluate --model DIR --data FILE [--beam-width K | --greedy] [--limit N] [--train FILE]
 
@@ -55,6 +56,8 @@ def _add_training_args(p, defaults):
     p.add_argument("--decoder-layers", type=_positive, default=1)
     p.add_argument("--unidirectional", action="store_true", help="one-directional encoder")
     p.add_argument("--attention", action="store_true", help="additive attention")
+    p.add_argument("--context-every-step", action="store_true",
+                   help="also feed the encoder's context to every decoder step (Fig. 10.12)")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--scheduled-sampling", type=float, default=0.0)
     p.add_argument("--beam-width", type=_positive, default=4, help="the saved model's default beam width")
@@ -90,7 +93,7 @@ def _train_kwargs(args):
         beam_width=args.beam_width, resume=args.resume, seed=args.seed, strategy=_strategy(args),
         precision=args.precision, verbose=args.verbose, dev_words=args.dev_words or None,
         lr_schedule=args.lr_schedule, checkpoint_steps=args.checkpoint_steps, overwrite=args.overwrite,
-        static_shapes=args.static_shapes,
+        static_shapes=args.static_shapes, context_every_step=args.context_every_step,
     )
 
 

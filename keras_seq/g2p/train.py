@@ -110,8 +110,11 @@ RUN_FILE, METRICS_FILE, BACKUP_DIR, LAST_DIR = "run.json", "metrics.csv", "backu
 # Settings that define the model: a resumed run must match them.
 _MODEL_KEYS = (
     "units", "embedding_dim", "cell", "encoder_layers", "decoder_layers", "bidirectional",
-    "attention", "candidate_activation", "max_input_length",
+    "attention", "candidate_activation", "max_input_length", "context_every_step",
 )
+
+
+_OPTION_DEFAULTS = {"context_every_step": False}
 
 
 class RunExistsError(ValueError):
@@ -415,10 +418,12 @@ def _prepare_out_dir(out_dir, settings, resume, overwrite):
         if occupied:
             raise RunExistsError(f"{out_dir} holds a model but no {RUN_FILE}: cannot resume it; use --overwrite")
         return None  # nothing to resume: a fresh run
+    # A run saved before an option existed ran with its default.
+    before = {**_OPTION_DEFAULTS, **previous["settings"]}
     diffs = [
-        f"{k}={previous['settings'].get(k)!r} (asked {settings.get(k)!r})"
+        f"{k}={before.get(k)!r} (asked {settings.get(k)!r})"
         for k in _MODEL_KEYS + ("train_source",)
-        if previous["settings"].get(k) != settings.get(k)
+        if before.get(k) != settings.get(k)
     ]
     if diffs:
         raise RunExistsError(f"{out_dir} holds a different run ({'; '.join(diffs)}); use --overwrite or another --out")
@@ -468,6 +473,7 @@ def train(
     max_input_length=32,
     clipnorm=5.0,
     static_shapes=False,
+    context_every_step=False,
 ) -> G2P:
     """Trains a G2P encoder-decoder with `model.fit`; returns the G2P of the best dev epoch.
 
@@ -501,6 +507,7 @@ def train(
         static_shapes: Pad every batch to the longest word/pronunciation of the data instead
             of bucketing by length (one traced step: quicker to start on small data, and what
             TPUs need; slower per epoch on real data).
+        context_every_step: `EncoderDecoder`'s option: the context also enters every decoder step.
 
     Returns:
         The trained `G2P` (weights of the epoch with the best dev WER).
@@ -522,7 +529,7 @@ def train(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, units=units,
         embedding_dim=embedding_dim, cell=cell, encoder_layers=encoder_layers,
         decoder_layers=decoder_layers, bidirectional=bool(bidirectional), attention=bool(attention),
-        dropout=dropout, candidate_activation=candidate_activation,
+        context_every_step=bool(context_every_step), dropout=dropout, candidate_activation=candidate_activation,
         scheduled_sampling=scheduled_sampling, beam_width=beam_width, seed=seed,
         strategy=strategy if isinstance(strategy, (str, type(None))) else type(strategy).__name__,
         precision=precision, max_train_words=max_train_words, dev_words=dev_words,
@@ -558,7 +565,7 @@ def train(
                 units=units, embedding_dim=embedding_dim, cell=cell, encoder_layers=encoder_layers,
                 decoder_layers=decoder_layers, bidirectional_encoder=bool(bidirectional),
                 attention=bool(attention), dropout=dropout, candidate_activation=candidate_activation,
-                scheduled_sampling=scheduled_sampling,
+                scheduled_sampling=scheduled_sampling, context_every_step=bool(context_every_step),
             )
             if previous is not None:
                 # The vocabularies of a resumed run are those it started with.

@@ -7,8 +7,8 @@
 - `ConditionalSequenceTagger`: output feedback conditioned on the input sequence (Fig. 10.10).
 - `BidirectionalTagger`: forward and backward states at every step (Fig. 10.11).
 - `RNNLanguageModel`: the RNN as a generative sequence model with an end symbol (Fig. 10.7-10.8).
-- `EncoderDecoder`: sequence to sequence of another length, with teacher forcing, beam search and
-  optional attention (Fig. 10.12).
+- `EncoderDecoder`: sequence to sequence of another length, with teacher forcing, beam search,
+  the context optionally fed to every decoder step, and optional attention (Fig. 10.12).
 """
 
 from keras_seq.models.classifier import SequenceClassifier

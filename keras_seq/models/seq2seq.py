@@ -1,7 +1,9 @@
 """The encoder-decoder of *Deep Learning*, Fig. 10.12, with teacher forcing and compiled decoding.
 
 An encoder RNN reads the input sequence X = (x(1), ..., x(n_x)) and emits a context C (its final
-states); a decoder RNN, conditioned on C, generates Y = (y(1), ..., y(n_y)), of another length.
+states); a decoder RNN, conditioned on C, generates Y = (y(1), ..., y(n_y)), of another length. C
+starts the decoder (its initial states) and, as an option, is also an input of every decoder step,
+as the figure draws it (the vector-to-sequence conditioning of Fig. 10.9; Cho et al., 2014).
 Training maximizes log P(y(1..n_y) | X) by teacher forcing (§10.2.1, Fig. 10.6): the decoder reads
 the true previous outputs, `decoder_inputs = [<s>, y(1), ..., y(n_y)]`, and predicts
 `labels = [y(1), ..., y(n_y), </s>]`, all steps at once through the fast layers. Inference feeds
@@ -81,8 +83,9 @@ class EncoderDecoder(keras.Model):
     the encoder's states do not fit the decoder's (a bidirectional encoder, or depths that
     differ), C passes through learned dense layers, one per decoder state (OpenNMT's dense
     bridge); otherwise C is copied into the decoder's initial states. Decoder: embeddings of the
-    previous outputs, `decoder_layers` recurrent layers started from C, optional additive
-    attention, and an output layer o = c + V h giving logits over the output vocabulary.
+    previous outputs (with `context_every_step`, each concatenated with tanh(W_C C + b_C), the
+    same vector at every step), `decoder_layers` recurrent layers started from C, optional
+    additive attention, and an output layer o = c + V h giving logits over the output vocabulary.
 
     Inputs are integer token ids padded with `pad_token` (0): `{"encoder_inputs": (B, n_x),
     "decoder_inputs": (B, n_y)}`; the output is logits (B, n_y, vocabulary). Train with
@@ -97,6 +100,10 @@ class EncoderDecoder(keras.Model):
         encoder_layers, decoder_layers: Depths. Default 1 each.
         bidirectional_encoder: Read X in both directions (Fig. 10.11). Default True.
         attention: Add additive attention (see `AdditiveAttention`). Default False.
+        context_every_step: Also feed the context C to the first decoder layer at every step,
+            through a learned projection to `units` (Fig. 10.12 draws C into every decoder
+            state; Fig. 10.9 shows this way of conditioning on a vector), so that the decoder
+            need not carry all of C in its state. Default False: C only starts the decoder.
         dropout: Dropout on embeddings and between layers. Default 0.
         candidate_activation: The LSTM/GRU candidate nonlinearity (None: the book's sigmoid).
         scheduled_sampling: Probability of replacing each teacher-forced decoder input by the
@@ -128,6 +135,7 @@ class EncoderDecoder(keras.Model):
         decoder_layers=1,
         bidirectional_encoder=True,
         attention=False,
+        context_every_step=False,
         dropout=0.0,
         candidate_activation=None,
         scheduled_sampling=0.0,
@@ -149,6 +157,7 @@ class EncoderDecoder(keras.Model):
         self.units, self.embedding_dim, self.cell = units, embedding_dim, cell
         self.encoder_layers, self.decoder_layers = encoder_layers, decoder_layers
         self.bidirectional_encoder, self.use_attention = bidirectional_encoder, attention
+        self.context_every_step = bool(context_every_step)
         self.dropout, self.candidate_activation = dropout, candidate_activation
         self.scheduled_sampling, self.max_output_length = scheduled_sampling, max_output_length
 
@@ -177,17 +186,22 @@ class EncoderDecoder(keras.Model):
                 for i in range(decoder_layers * self.states_per_layer)
             ]
         self.attention = AdditiveAttention(units, name="attention", dtype=dtype) if attention else None
+        self.context_projection = (
+            keras.layers.Dense(units, activation="tanh", name="context_projection", dtype=dtype)
+            if self.context_every_step else None
+        )
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=dtype)
         self.output_layer = keras.layers.Dense(output_vocabulary_size, name="output", dtype=dtype)  # o = c + V h
         self.seed_generator = keras.random.SeedGenerator(0)  # scheduled sampling's draws
 
     # -- encoder ---------------------------------------------------------------------------------
     def encode(self, encoder_inputs, training=False):
-        """Runs the encoder; returns `(memory, memory_mask, decoder_initial_states)`.
+        """Runs the encoder; returns `(memory, memory_mask, decoder_initial_states, step_context)`.
 
         `memory` (B, n_x, d) holds the top encoder layer's outputs (for attention), `memory_mask`
-        (B, n_x) is True at real tokens, and `decoder_initial_states` is one list of states per
-        decoder layer: the context C after the bridge.
+        (B, n_x) is True at real tokens, `decoder_initial_states` is one list of states per
+        decoder layer: the context C after the bridge, and `step_context` (B, units) is C's
+        projection fed to every decoder step (None without `context_every_step`).
         """
         tokens = ops.cast(encoder_inputs, "int32")
         mask = ops.not_equal(tokens, self.pad_token)
@@ -197,21 +211,35 @@ class EncoderDecoder(keras.Model):
             x, *states = layer(x, mask=mask, training=training)
             final_states.append(states)
             x = self.dropout_layer(x, training=training)
+        context = ops.concatenate([s for states in final_states for s in states], axis=-1)
         if self.copy_bridge:
             initial = final_states
         else:
-            context = ops.concatenate([s for states in final_states for s in states], axis=-1)
             flat = [dense(context) for dense in self.bridge]
             k = self.states_per_layer
             initial = [flat[i * k : (i + 1) * k] for i in range(self.decoder_layers)]
-        return x, mask, initial
+        step_context = None
+        if self.context_projection is not None:
+            step_context = self.dropout_layer(self.context_projection(context), training=training)
+        return x, mask, initial, step_context
+
+    def decoder_inputs_of(self, tokens, step_context=None, training=False):
+        """The first decoder layer's inputs for previous-output ids `tokens` ((B, T) or (B,)):
+        their embeddings, with `context_every_step` followed by the step context."""
+        x = self.dropout_layer(self.target_embedding(tokens), training=training)
+        if step_context is None:
+            return x
+        if len(x.shape) == 3:  # every step of a teacher-forced pass reads the same vector
+            step_context = ops.broadcast_to(
+                step_context[:, None, :], (ops.shape(x)[0], ops.shape(x)[1], ops.shape(step_context)[-1]))
+        return ops.concatenate([x, ops.cast(step_context, x.dtype)], axis=-1)
 
     # -- teacher-forced decoder ------------------------------------------------------------------
-    def decode(self, decoder_inputs, initial_states, memory, memory_mask, training=False):
+    def decode(self, decoder_inputs, initial_states, memory, memory_mask, step_context=None, training=False):
         """Teacher-forced decoder pass: logits (B, n_y, V) for all steps at once."""
         tokens = ops.cast(decoder_inputs, "int32")
         mask = ops.not_equal(tokens, self.pad_token)
-        x = self.dropout_layer(self.target_embedding(tokens), training=training)
+        x = self.decoder_inputs_of(tokens, step_context, training=training)
         for layer, states in zip(self.decoder, initial_states):
             x, *_ = layer(x, initial_state=states, mask=mask, training=training)
             x = self.dropout_layer(x, training=training)
@@ -221,8 +249,8 @@ class EncoderDecoder(keras.Model):
 
     def call(self, inputs, training=False):
         encoder_inputs, decoder_inputs = self._unpack(inputs)
-        memory, memory_mask, initial = self.encode(encoder_inputs, training=training)
-        logits = self.decode(decoder_inputs, initial, memory, memory_mask, training=training)
+        memory, memory_mask, initial, step_context = self.encode(encoder_inputs, training=training)
+        logits = self.decode(decoder_inputs, initial, memory, memory_mask, step_context, training=training)
         if training and self.scheduled_sampling > 0:
             predicted = ops.stop_gradient(ops.cast(ops.argmax(logits, axis=-1), "int32"))
             tokens = ops.cast(decoder_inputs, "int32")
@@ -231,7 +259,7 @@ class EncoderDecoder(keras.Model):
             draw = keras.random.uniform(ops.shape(tokens), seed=self.seed_generator)
             replace = ops.logical_and(draw < self.scheduled_sampling, ops.not_equal(tokens, self.pad_token))
             mixed = ops.where(replace, shifted, tokens)
-            logits = self.decode(mixed, initial, memory, memory_mask, training=training)
+            logits = self.decode(mixed, initial, memory, memory_mask, step_context, training=training)
         return logits
 
     @staticmethod
@@ -261,9 +289,10 @@ class EncoderDecoder(keras.Model):
         """One decoder step for `keras_seq.decoding`: `(logits (N, V), new_state)`.
 
         `state` is `{"rnn": [states of each decoder layer]}`, with attention also `"memory"`,
-        `"memory_mask"` and `"keys"` (the attention's projected memory, computed once).
+        `"memory_mask"` and `"keys"` (the attention's projected memory, computed once), with
+        `context_every_step` also `"context"` (the step context).
         """
-        x = self.target_embedding(tokens)
+        x = self.decoder_inputs_of(tokens, state.get("context"))
         new_rnn = []
         for layer, states in zip(self.decoder, state["rnn"]):
             x, new_states = layer.cell(x, list(states))
@@ -274,10 +303,12 @@ class EncoderDecoder(keras.Model):
         return logits, {**state, "rnn": new_rnn}
 
     def initial_decoder_state(self, encoder_inputs):
-        memory, memory_mask, initial = self.encode(encoder_inputs)
+        memory, memory_mask, initial, step_context = self.encode(encoder_inputs)
         state = {"rnn": [list(s) for s in initial]}
         if self.attention is not None:
             state.update(memory=memory, memory_mask=memory_mask, keys=self.attention.keys(memory))
+        if step_context is not None:
+            state["context"] = step_context
         return state
 
     def generate(
@@ -310,8 +341,8 @@ class EncoderDecoder(keras.Model):
         encoder_inputs = ops.cast(ops.convert_to_tensor(encoder_inputs), "int32")
         state = self.initial_decoder_state(encoder_inputs)
         # Only the recurrent states travel through the loop (and, for beams, are reordered at
-        # every step); the attention's memory is constant, so the step function closes over it,
-        # tiled once per beam.
+        # every step); the attention's memory and the step context are constant, so the step
+        # function closes over them, tiled once per beam.
         constants = {k: v for k, v in state.items() if k != "rnn"}
         if method == "beam" and constants:
             constants = decoding.tile_beams(constants, beam_width)
@@ -350,6 +381,7 @@ class EncoderDecoder(keras.Model):
             "decoder_layers": self.decoder_layers,
             "bidirectional_encoder": self.bidirectional_encoder,
             "attention": self.use_attention,
+            "context_every_step": self.context_every_step,
             "dropout": self.dropout,
             "candidate_activation": self.candidate_activation,
             "scheduled_sampling": self.scheduled_sampling,
