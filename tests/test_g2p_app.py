@@ -264,6 +264,27 @@ def test_dataset_batches_are_bucketed_and_masked():
     assert total == len(arrays["labels"])
 
 
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_dataset_states_its_number_of_batches(drop_remainder):
+    """The bucketed dataset's cardinality is its real number of batches, whatever the shuffle,
+    so that `fit` knows the first epoch's length (and does not warn that the input ran out)."""
+    lexicon = reverse_task(300, 1, 16, seed=4)
+    g2p = G2P.create(lexicon, units=8, embedding_dim=4)
+    arrays = make_teacher_forcing_arrays(lexicon, g2p.characters, g2p.phonemes)
+    for seed in (0, 1):
+        ds = make_dataset(arrays, 16, shuffle=True, seed=seed, drop_remainder=drop_remainder)
+        batches = [len(y) for _, y in ds]
+        assert int(ds.cardinality()) == len(batches) > 6  # several batches in each of the 6 buckets
+        assert (min(batches) == 16) is drop_remainder
+        assert (sum(batches) == len(arrays["labels"])) is not drop_remainder
+
+
+def test_fit_on_the_bucketed_dataset_knows_its_epoch_length(tmp_path, recwarn):
+    lexicon, dev = reverse_task(100, 3, 5, seed=7), reverse_task(20, 3, 5, seed=8)
+    train(lexicon, dev, tmp_path / "run", epochs=1, batch_size=32, **{**TINY, "static_shapes": False})
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------

@@ -215,6 +215,13 @@ def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5
         padding_values=(PAD_ID, PAD_ID, PAD_ID),
         drop_remainder=drop_remainder,
     )
+    # Bucketing hides the number of batches from tf.data, but it does not depend on the order:
+    # each bucket of n examples gives ceil(n / B) batches (floor(n / B) dropping remainders).
+    # Stating it lets Keras show the first epoch's total and end that epoch without warning
+    # that the input "ran out of data".
+    bucket_sizes = np.bincount(np.searchsorted(boundaries, enc_len, side="right"), minlength=len(boundaries) + 1)
+    batches = sum(n // batch_size if drop_remainder else -(-n // batch_size) for n in bucket_sizes.tolist())
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds = ds.map(lambda e, d, l: ({"encoder_inputs": e, "decoder_inputs": d}, l))
     return ds.prefetch(tf.data.AUTOTUNE)
 
