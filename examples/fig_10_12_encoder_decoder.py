@@ -1,11 +1,13 @@
 """Fig. 10.12: the encoder-decoder (sequence-to-sequence) architecture. An encoder RNN reads the
 input into a context C; a decoder RNN generates an output of another length from C. The task here
 is spelling letter strings backwards (keras_seq.g2p.reverse_task), trained with teacher forcing
-and decoded with greedy and beam search; `--attention` adds additive attention.
+and decoded with greedy and beam search; `--context-every-step` also feeds C to every decoder step
+(as the figure draws it; otherwise C only starts the decoder); `--attention` adds additive attention.
 
 For the real task, grapheme-to-phoneme conversion on CMUdict, see `keras-seq train g2p`.
 
-Run: python examples/fig_10_12_encoder_decoder.py [--tiny] [--cell lstm|gru|elman] [--attention]
+Run: python examples/fig_10_12_encoder_decoder.py [--tiny] [--cell lstm|gru|elman] [--context-every-step]
+                                                   [--attention]
 """
 
 import argparse
@@ -24,6 +26,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="minimal budget (or KERAS_SEQ_EXAMPLE_TINY=1)")
     parser.add_argument("--cell", default="lstm", choices=["elman", "lstm", "gru"])
+    parser.add_argument("--context-every-step", action="store_true", help="feed C to every decoder step")
     parser.add_argument("--attention", action="store_true", help="add additive attention")
     parser.add_argument("--save", default=None, help="save the trained model to this directory")
     args = parser.parse_args(argv)
@@ -33,7 +36,8 @@ def main(argv=None):
     train = reverse_task(200 if tiny else 6000, 3, 8, seed=0)
     test = [entry for entry in reverse_task(300, 3, 8, seed=1) if entry not in train][:200]
     g2p = G2P.create(train, units=16 if tiny else 128, embedding_dim=16, cell=args.cell,
-                     attention=args.attention, candidate_activation="tanh")
+                     attention=args.attention, context_every_step=args.context_every_step,
+                     candidate_activation="tanh")
     data = make_teacher_forcing_arrays(train, g2p.characters, g2p.phonemes)
     g2p.model.compile(keras.optimizers.Adam(0.01 if tiny else 0.005),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
@@ -43,7 +47,9 @@ def main(argv=None):
 
     words = [w for w, _ in test]
     truth = ["".join(p[0]).lower() for _, p in test]
-    print(f"Fig. 10.12 encoder-decoder ({args.cell}{', attention' if args.attention else ''}): reverse a string")
+    options = "".join(f", {name}" for name, on in [("context at every step", args.context_every_step),
+                                                    ("attention", args.attention)] if on)
+    print(f"Fig. 10.12 encoder-decoder ({args.cell}{options}): reverse a string")
     for method in ("greedy",) if tiny else ("greedy", "beam"):
         spelled = ["".join(r[0][0]).lower() for r in g2p.predict(words, method=method)]
         print(f"  {method:<6} exact match on {len(words)} unseen strings: "
