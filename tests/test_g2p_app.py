@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_seq.g2p.cli import evaluate_main, train_main
+from keras_seq.g2p.cli import ensemble_main, evaluate_main, train_main
 from keras_seq.g2p.data import (
     END_ID,
     PAD_ID,
@@ -432,3 +432,37 @@ def test_cli_passes_context_every_step_to_train():
     for flags, want in [([], False), (["--context-every-step"], True)]:
         args = _train_parser().parse_args(["g2p", "--train", "t.dict", "--out", "o", *flags])
         assert _train_kwargs(args)["context_every_step"] is want
+
+
+def test_cli_ensemble_makes_a_model_directory_that_evaluates(tmp_path, capsys):
+    lexicon = reverse_task(60, 3, 6, seed=1)
+    data = tmp_path / "dev.dict"
+    write_cmudict(lexicon, data)
+    dirs = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        G2P.create(lexicon, units=16, embedding_dim=8, beam_width=3).save(tmp_path / f"m{seed}")
+        dirs.append(str(tmp_path / f"m{seed}"))
+    out = tmp_path / "ensemble"
+    assert ensemble_main([*dirs, "--out", str(out)]) == 0
+    assert f"{out}: an ensemble of 2 encoder-decoders" in capsys.readouterr().out
+    words = [w for w, _ in lexicon[:8]]
+    direct = G2P.ensemble([G2P.load(d) for d in dirs])
+    assert G2P.load(out).predict(words, num_results=2) == direct.predict(words, num_results=2)
+    assert G2P.load(out).beam_width == 3
+    assert evaluate_main(["--model", str(out), "--data", str(data), "--limit", "10"]) == 0
+    assert "WER: " in capsys.readouterr().out
+    # An ensemble of an ensemble and a model has three members.
+    assert len(G2P.ensemble([G2P.load(out), G2P.load(dirs[0])]).model.members) == 3
+
+    G2P.create(lexicon[:2], units=16, embedding_dim=8).save(tmp_path / "small")  # fewer characters
+    for argv, message in [
+        ([dirs[0], "--out", str(tmp_path / "a")], "at least two models"),
+        ([*dirs, "--out", str(out)], "is not empty"),
+        ([dirs[0], str(tmp_path / "missing"), "--out", str(tmp_path / "b")], "no such directory"),
+        ([dirs[0], str(tmp_path / "small"), "--out", str(tmp_path / "c")], "another characters vocabulary"),
+    ]:
+        assert ensemble_main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "c").exists()

@@ -199,3 +199,30 @@ def test_export_input_ids_are_as_wide_as_the_longest_word_and_empty_words_decode
         assert out["pronunciation"].numpy().tolist() == [b"", b""], name
     out = loaded.signatures["tokens"](input_ids=tf.zeros([2, 0], tf.int32))
     assert out["output_ids"].shape[:2] == (2, 3) and out["lengths"].shape == (2, 3)
+
+
+def test_an_ensemble_exports_and_decodes_like_the_python_ensemble(g2p_export, tmp_path, cpp_binary):
+    """`G2P.ensemble` of the trained model and another one: the SavedModel's signatures give the
+    in-memory ensemble's n-best lists and scores (the members' loop states and constants are all
+    in the exported loop), in Python and in TensorFlow's C++ loader (every member's variables
+    restored)."""
+    from keras_seq.models import EncoderDecoder
+
+    g2p, _, _, _ = g2p_export
+    other = EncoderDecoder.from_config({**g2p.model.get_config(), "attention": False, "context_every_step": False})
+    other.build()
+    other.set_weights([w * 0.5 for w in other.get_weights()])
+    ensemble = G2P.ensemble([g2p, G2P(other, g2p.characters, g2p.phonemes)])
+    module = ensemble.serving_module()
+    path = export_saved_model(module, tmp_path / "g2p", signatures=module.signatures(), model_name="g2p")
+    loaded = tf.saved_model.load(str(path))
+    words = _letters(9, seed=5)
+    out = loaded.signatures["serving_default"](words=tf.constant(words))
+    want = ensemble.predict(words, method="beam", beam_width=3, num_results=3)
+    assert [[b.decode() for b in row] for row in out["nbest"].numpy()] == [[" ".join(p) for p, _ in w] for w in want]
+    np.testing.assert_allclose(out["nbest_scores"].numpy(), [[s for _, s in w] for w in want], atol=1e-4)
+    solo = g2p.predict(words, method="beam", beam_width=3, num_results=3)
+    assert [[s for _, s in w] for w in want] != [[s for _, s in w] for w in solo]  # the second member counts
+    outputs = {k: v.numpy() for k, v in out.items()}
+    _assert_same(cpp_loader.run_signature(cpp_binary, str(path), "serving_default", {"words": np.array(words, bytes)}),
+                 outputs)

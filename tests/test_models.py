@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_seq.models import (
     BidirectionalTagger, ConditionalSequenceTagger, OutputRecurrentTagger, SequenceClassifier,
-    SequenceTagger, VectorToSequence, EncoderDecoder,
+    SequenceTagger, VectorToSequence, EncoderDecoder, EncoderDecoderEnsemble,
 )
 
 CELLS = ["elman", "lstm", "gru"]
@@ -514,3 +514,84 @@ def test_context_every_step_is_off_by_default_and_saved(tmp_path):
     a, b = model.generate(ids, method="beam", beam_width=3), loaded.generate(ids, method="beam", beam_width=3)
     for key in ("tokens", "scores"):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a[key]), keras.ops.convert_to_numpy(b[key]))
+
+
+# -- ensembles of encoder-decoders ---------------------------------------------------------------------
+
+
+def _encoder_decoder(seed, **settings):
+    model = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4, **settings)
+    model.build()
+    random_weights(model, scale=0.8, seed=seed)
+    bias = keras.ops.convert_to_numpy(model.output_layer.bias)
+    bias[0] = -100.0  # never the pad id (see test_context_every_step_decodes_as_it_is_trained)
+    model.output_layer.bias.assign(bias)
+    return model
+
+
+ENSEMBLE_INPUTS = np.array([[4, 5, 6, 7, 0], [8, 9, 10, 11, 4], [5, 0, 0, 0, 0]], "int32")
+
+
+def _numpy_dict(out):
+    return {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
+
+
+def test_ensemble_of_copies_decodes_like_the_model():
+    """Two members with the same weights: the mean of equal log-probabilities is the model's own, so
+    greedy and beam search return the same tokens and scores as the model alone."""
+    model = _encoder_decoder(1, attention=True, context_every_step=True)
+    copy = EncoderDecoder.from_config(model.get_config())
+    copy.build()
+    copy.set_weights(model.get_weights())
+    ensemble = EncoderDecoderEnsemble([model, copy])
+    for kwargs in [dict(method="greedy"), dict(method="beam", beam_width=3, num_results=2)]:
+        want, got = _numpy_dict(model.generate(ENSEMBLE_INPUTS, **kwargs)), _numpy_dict(ensemble.generate(ENSEMBLE_INPUTS, **kwargs))
+        np.testing.assert_array_equal(got["tokens"], want["tokens"])
+        np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-5, atol=1e-5)
+
+
+def test_ensemble_next_output_is_the_normalized_geometric_mean():
+    """The ensemble's scores, step by step and teacher-forced, are those of the normalized
+    geometric mean of the members' distributions, computed here in NumPy from each member."""
+    members = [_encoder_decoder(1), _encoder_decoder(2, cell="gru", attention=True),
+               _encoder_decoder(3, cell="elman", bidirectional_encoder=False, context_every_step=True)]
+    ensemble = EncoderDecoderEnsemble(members)
+    greedy = _numpy_dict(ensemble.generate(ENSEMBLE_INPUTS, method="greedy", max_length=6))
+    labels = greedy["tokens"]
+    previous = np.concatenate([np.full((3, 1), 2), labels[:, :-1]], axis=1).astype("int32")
+    inputs = {"encoder_inputs": ENSEMBLE_INPUTS, "decoder_inputs": previous}
+
+    def log_softmax(z):
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    mean = np.mean([log_softmax(keras.ops.convert_to_numpy(m(inputs)).astype("float64")) for m in members], axis=0)
+    picked = np.take_along_axis(log_softmax(mean), labels[..., None], axis=-1)[..., 0]
+    want = np.where(labels != 0, picked, 0.0).sum(axis=1)
+    np.testing.assert_allclose(greedy["scores"], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ensemble.sequence_log_probs(ENSEMBLE_INPUTS, previous, labels)),
+                               want, rtol=1e-4, atol=1e-4)
+    beam = _numpy_dict(ensemble.generate(ENSEMBLE_INPUTS, method="beam", beam_width=1, max_length=6))
+    np.testing.assert_array_equal(beam["tokens"][:, 0], labels)
+
+
+def test_ensemble_saves_and_reloads(tmp_path):
+    ensemble = EncoderDecoderEnsemble([_encoder_decoder(1), _encoder_decoder(2, attention=True)])
+    ensemble.save(tmp_path / "e.keras")
+    loaded = keras.saving.load_model(tmp_path / "e.keras", safe_mode=True)
+    assert type(loaded) is EncoderDecoderEnsemble and len(loaded.members) == 2
+    a = _numpy_dict(ensemble.generate(ENSEMBLE_INPUTS, method="beam", beam_width=3))
+    b = _numpy_dict(loaded.generate(ENSEMBLE_INPUTS, method="beam", beam_width=3))
+    for key in ("tokens", "scores"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_ensemble_refuses_members_that_do_not_fit():
+    model = _encoder_decoder(1)
+    with pytest.raises(ValueError, match="at least two members"):
+        EncoderDecoderEnsemble([model])
+    with pytest.raises(TypeError, match="Member 1 is a SequenceTagger"):
+        EncoderDecoderEnsemble([model, SequenceTagger(8, K)])
+    other = EncoderDecoder(12, 10, start_token=2, end_token=3, units=8)
+    with pytest.raises(ValueError, match="Member 1 has output_vocabulary_size=10 but member 0 has 9"):
+        EncoderDecoderEnsemble([model, other])

@@ -139,10 +139,19 @@ def _track_keras_variables(module):
         return
     values, seen = [], set()
     for trackable in tf.train.TrackableView(module).descendants():
-        value = getattr(trackable, "value", None) if isinstance(trackable, keras.Variable) else None
-        if isinstance(value, tf.Variable) and id(value) not in seen:
-            seen.add(id(value))
-            values.append(value)
+        # A layer's `variables` also holds those of the layers it keeps in lists (an ensemble's
+        # members), which are not checkpoint dependencies and so not among the descendants.
+        if isinstance(trackable, keras.layers.Layer):
+            candidates = trackable.variables
+        elif isinstance(trackable, keras.Variable):
+            candidates = [trackable]
+        else:
+            continue
+        for variable in candidates:
+            value = getattr(variable, "value", None)
+            if isinstance(value, tf.Variable) and id(value) not in seen:
+                seen.add(id(value))
+                values.append(value)
     if values:
         setattr(module, KERAS_VARIABLES_ATTRIBUTE, values)
 

@@ -5,6 +5,7 @@
                         --resume ...]
     keras-seq train reverse --out DIR [--words N --epochs N ...]   (the quick synthetic task)
     keras-seq evaluate --model DIR --data FILE [--beam-width K | --greedy] [--limit N] [--train FILE]
+    keras-seq ensemble DIR DIR ... --out DIR   (one model directory decoding with all of them)
 
 Bad input (a missing file, a malformed dictionary line, an existing run without --resume, bad
 settings) ends with a one-line message on stderr and exit code 2, not a traceback.
@@ -231,4 +232,40 @@ def evaluate_main(argv):
                 print(f"{label}: {part.num_words} words, WER {100 * part.wer:.2f}%, PER {100 * part.per:.2f}%")
         every = parts["train references too"]
         print(f"all words, --train pronunciations also references: WER {100 * every.wer:.2f}%, PER {100 * every.per:.2f}%")
+    return 0
+
+
+def _ensemble_parser():
+    p = _Parser(prog="keras-seq ensemble",
+                description="Combine trained G2P models into one model directory that decodes with all of them "
+                "(the mean of their log-probabilities); evaluate, export and serve it like any model.")
+    p.add_argument("models", nargs="+", help="G2P model directories (at least two, same vocabularies)")
+    p.add_argument("--out", required=True, help="the new model directory")
+    p.add_argument("--beam-width", type=_positive, default=None, help="its default beam width (default: the first model's)")
+    return p
+
+
+def ensemble_main(argv):
+    """`keras-seq ensemble DIR DIR ... --out DIR`; returns the exit code."""
+    prog = "keras-seq ensemble"
+    args = _ensemble_parser().parse_args(argv)
+    if len(args.models) < 2:
+        return _fail(prog, f"an ensemble needs at least two models, got {len(args.models)}")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        return _fail(prog, f"--out: {out} is not empty; choose a new directory")
+    for model_dir in args.models:
+        if not Path(model_dir).is_dir():
+            return _fail(prog, f"no such directory: {model_dir}")
+
+    from keras_seq.g2p.model import G2P
+
+    try:
+        members = [G2P.load(model_dir) for model_dir in args.models]
+        g2p = G2P.ensemble(members, beam_width=args.beam_width)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        return _fail(prog, str(e).splitlines()[0])
+    g2p.save(out)
+    print(f"{out}: an ensemble of {len(g2p.model.members)} encoder-decoders "
+          f"({g2p.model.count_params():,} weights)")
     return 0

@@ -1,9 +1,11 @@
-"""The G2P model: an `EncoderDecoder` with its vocabularies, saved as one directory.
+"""The G2P model: an `EncoderDecoder` (or an ensemble of them) with its vocabularies, saved as one
+directory.
 
 A model directory holds:
 
     g2p.json          settings (model config, length limits, decoding defaults)
-    model.keras       the EncoderDecoder (Keras format, loaded with safe_mode=True)
+    model.keras       the EncoderDecoder or EncoderDecoderEnsemble (Keras format, loaded with
+                      safe_mode=True)
     characters.txt    input vocabulary (one token per line)
     phonemes.txt      output vocabulary
 
@@ -31,6 +33,7 @@ from keras_seq.g2p.data import (
     build_phoneme_vocabulary,
     encode_word,
 )
+from keras_seq.models.ensemble import EncoderDecoderEnsemble
 from keras_seq.models.seq2seq import EncoderDecoder
 
 SETTINGS_FILE, MODEL_FILE = "g2p.json", "model.keras"
@@ -42,7 +45,8 @@ class G2P:
     """Grapheme-to-phoneme conversion with a book-cell encoder-decoder.
 
     Args:
-        model: An `EncoderDecoder` over `characters` and `phonemes`.
+        model: An `EncoderDecoder` over `characters` and `phonemes`, or an
+            `EncoderDecoderEnsemble` of them (see `G2P.ensemble`).
         characters: Input `Vocabulary` (characters, with <pad> and <unk>).
         phonemes: Output `Vocabulary` (phonemes, with <pad>, <unk>, <s> and </s>).
         max_input_length: Words are cut to this many characters. Default 32.
@@ -65,6 +69,28 @@ class G2P:
         )
         model.build()
         return cls(model, characters, phonemes, max_input_length, beam_width)
+
+    @classmethod
+    def ensemble(cls, members, beam_width=None):
+        """One G2P that decodes with several trained ones (`EncoderDecoderEnsemble`).
+
+        The members must have the same vocabularies; the ensemble keeps the first member's
+        length limit and (unless `beam_width` is given) its beam width. Members that are
+        ensembles themselves contribute their own members.
+        """
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"An ensemble needs at least two G2P models, got {len(members)}.")
+        first = members[0]
+        for i, member in enumerate(members[1:], start=1):
+            for name in ("characters", "phonemes"):
+                if getattr(member, name) != getattr(first, name):
+                    raise ValueError(f"G2P model {i} has another {name} vocabulary than model 0: "
+                                     "the members of an ensemble must share their vocabularies.")
+        models = [m for g2p in members for m in
+                  (g2p.model.members if isinstance(g2p.model, EncoderDecoderEnsemble) else [g2p.model])]
+        return cls(EncoderDecoderEnsemble(models), first.characters, first.phonemes,
+                   first.max_input_length, beam_width or first.beam_width)
 
     # -- Python-side use ---------------------------------------------------------------------------
     def encode_words(self, words):

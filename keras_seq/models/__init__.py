@@ -9,6 +9,7 @@
 - `RNNLanguageModel`: the RNN as a generative sequence model with an end symbol (Fig. 10.7-10.8).
 - `EncoderDecoder`: sequence to sequence of another length, with teacher forcing, beam search,
   the context optionally fed to every decoder step, and optional attention (Fig. 10.12).
+- `EncoderDecoderEnsemble`: several encoder-decoders decoded as one (mean log-probabilities).
 """
 
 from keras_seq.models.classifier import SequenceClassifier
@@ -17,4 +18,5 @@ from keras_seq.models.output_feedback import (
 )
 from keras_seq.models.taggers import BidirectionalTagger, SequenceTagger
 from keras_seq.models.seq2seq import AdditiveAttention, EncoderDecoder
+from keras_seq.models.ensemble import EncoderDecoderEnsemble
 from keras_seq.models.language_model import RNNLanguageModel, teacher_forcing_arrays

@@ -74,8 +74,80 @@ class AdditiveAttention(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+class Decoding:
+    """Scoring and decoding for a sequence-to-sequence model that defines `call` (teacher-forced
+    logits), `initial_decoder_state(encoder_inputs)` (a dict whose `"rnn"` entry changes at every
+    step, the other entries constant) and `decoder_step(tokens, state)`, and has `start_token`,
+    `end_token`, `pad_token` and `max_output_length`: `EncoderDecoder` and
+    `EncoderDecoderEnsemble`."""
+
+    def sequence_log_probs(self, encoder_inputs, decoder_inputs, labels):
+        """log P(labels | X) per sequence from one teacher-forced pass (pads in labels skipped)."""
+        logits = self({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs})
+        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        labels = ops.cast(labels, "int32")
+        picked = ops.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+        return ops.sum(ops.where(ops.not_equal(labels, self.pad_token), picked, 0.0), axis=-1)
+
+    def generate(
+        self,
+        encoder_inputs,
+        method="greedy",
+        max_length=None,
+        beam_width=4,
+        length_penalty=0.0,
+        num_results=None,
+        temperature=1.0,
+        top_k=None,
+        seed=None,
+    ):
+        """Decodes output sequences for a batch of input token ids, in one compiled loop.
+
+        Args:
+            encoder_inputs: int (B, n_x), padded with `pad_token`.
+            method: "greedy", "beam" or "sample".
+            max_length: Largest number of generated tokens (default `max_output_length`).
+            beam_width, length_penalty, num_results: Beam search settings (see
+                `keras_seq.decoding.beam_search`).
+            temperature, top_k, seed: Sampling settings (see `keras_seq.decoding.sample`).
+
+        Returns:
+            The decoder's dict: `tokens`, `lengths`, `scores` (and `log_probs` for beams); the
+            tokens include the end token and are followed by pads.
+        """
+        max_length = max_length or self.max_output_length
+        encoder_inputs = ops.cast(ops.convert_to_tensor(encoder_inputs), "int32")
+        state = self.initial_decoder_state(encoder_inputs)
+        # Only the recurrent states travel through the loop (and, for beams, are reordered at
+        # every step); the attention's memory and the step context are constant, so the step
+        # function closes over them, tiled once per beam.
+        constants = {k: v for k, v in state.items() if k != "rnn"}
+        if method == "beam" and constants:
+            constants = decoding.tile_beams(constants, beam_width)
+
+        def step(tokens, loop_state):
+            logits, new_state = self.decoder_step(tokens, {**loop_state, **constants})
+            return logits, {"rnn": new_state["rnn"]}
+
+        state = {"rnn": state["rnn"]}
+        start = ops.full((ops.shape(encoder_inputs)[0],), self.start_token, "int32")
+        common = dict(max_length=max_length, end_token=self.end_token, pad_token=self.pad_token)
+        if method == "greedy":
+            return decoding.greedy_search(step, state, start, **common)
+        if method == "beam":
+            return decoding.beam_search(
+                step, state, start, beam_width=beam_width,
+                length_penalty=length_penalty, num_results=num_results, **common,
+            )
+        if method == "sample":
+            return decoding.sample(
+                step, state, start, temperature=temperature, top_k=top_k, seed=seed, **common
+            )
+        raise ValueError(f"Unknown decoding method {method!r}: use 'greedy', 'beam' or 'sample'.")
+
+
 @keras.saving.register_keras_serializable(package="keras_seq")
-class EncoderDecoder(keras.Model):
+class EncoderDecoder(Decoding, keras.Model):
     """Encoder-decoder (sequence-to-sequence) RNN, Fig. 10.12 of *Deep Learning*.
 
     Encoder: embeddings of the input tokens, then `encoder_layers` recurrent layers (optionally
@@ -276,15 +348,7 @@ class EncoderDecoder(keras.Model):
         self.call({"encoder_inputs": ones, "decoder_inputs": ones})
         self.built = True
 
-    # -- scoring and decoding --------------------------------------------------------------------
-    def sequence_log_probs(self, encoder_inputs, decoder_inputs, labels):
-        """log P(labels | X) per sequence from one teacher-forced pass (pads in labels skipped)."""
-        logits = self({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs})
-        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-        labels = ops.cast(labels, "int32")
-        picked = ops.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
-        return ops.sum(ops.where(ops.not_equal(labels, self.pad_token), picked, 0.0), axis=-1)
-
+    # -- decoding (`Decoding` has sequence_log_probs and generate) -------------------------------
     def decoder_step(self, tokens, state):
         """One decoder step for `keras_seq.decoding`: `(logits (N, V), new_state)`.
 
@@ -310,62 +374,6 @@ class EncoderDecoder(keras.Model):
         if step_context is not None:
             state["context"] = step_context
         return state
-
-    def generate(
-        self,
-        encoder_inputs,
-        method="greedy",
-        max_length=None,
-        beam_width=4,
-        length_penalty=0.0,
-        num_results=None,
-        temperature=1.0,
-        top_k=None,
-        seed=None,
-    ):
-        """Decodes output sequences for a batch of input token ids, in one compiled loop.
-
-        Args:
-            encoder_inputs: int (B, n_x), padded with `pad_token`.
-            method: "greedy", "beam" or "sample".
-            max_length: Largest number of generated tokens (default `max_output_length`).
-            beam_width, length_penalty, num_results: Beam search settings (see
-                `keras_seq.decoding.beam_search`).
-            temperature, top_k, seed: Sampling settings (see `keras_seq.decoding.sample`).
-
-        Returns:
-            The decoder's dict: `tokens`, `lengths`, `scores` (and `log_probs` for beams); the
-            tokens include the end token and are followed by pads.
-        """
-        max_length = max_length or self.max_output_length
-        encoder_inputs = ops.cast(ops.convert_to_tensor(encoder_inputs), "int32")
-        state = self.initial_decoder_state(encoder_inputs)
-        # Only the recurrent states travel through the loop (and, for beams, are reordered at
-        # every step); the attention's memory and the step context are constant, so the step
-        # function closes over them, tiled once per beam.
-        constants = {k: v for k, v in state.items() if k != "rnn"}
-        if method == "beam" and constants:
-            constants = decoding.tile_beams(constants, beam_width)
-
-        def step(tokens, loop_state):
-            logits, new_state = self.decoder_step(tokens, {**loop_state, **constants})
-            return logits, {"rnn": new_state["rnn"]}
-
-        state = {"rnn": state["rnn"]}
-        start = ops.full((ops.shape(encoder_inputs)[0],), self.start_token, "int32")
-        common = dict(max_length=max_length, end_token=self.end_token, pad_token=self.pad_token)
-        if method == "greedy":
-            return decoding.greedy_search(step, state, start, **common)
-        if method == "beam":
-            return decoding.beam_search(
-                step, state, start, beam_width=beam_width,
-                length_penalty=length_penalty, num_results=num_results, **common,
-            )
-        if method == "sample":
-            return decoding.sample(
-                step, state, start, temperature=temperature, top_k=top_k, seed=seed, **common
-            )
-        raise ValueError(f"Unknown decoding method {method!r}: use 'greedy', 'beam' or 'sample'.")
 
     def get_config(self):
         return {
