@@ -80,6 +80,15 @@ def _labels(g2p, word):
 
 
 # -- gates -----------------------------------------------------------------------------------------
+def _one_model(g2p):
+    """The G2P's encoder-decoder; an ensemble has several, which a picture cannot show at once."""
+    members = getattr(g2p.model, "members", None)
+    if members is not None:
+        raise ValueError(f"This model is an ensemble of {len(members)} encoder-decoders; "
+                         "plot one of the models it was made from.")
+    return g2p.model
+
+
 def gate_activations(g2p, word, layer=0):
     """The internals of encoder layer `layer` of a G2P model over the characters of `word`.
 
@@ -91,7 +100,7 @@ def gate_activations(g2p, word, layer=0):
 
     from keras_seq.introspect import internals
 
-    model = g2p.model
+    model = _one_model(g2p)
     if not 0 <= layer < len(model.encoder):
         raise ValueError(f"The encoder has {len(model.encoder)} layer(s); no layer {layer}.")
     characters, ids = _labels(g2p, word)
@@ -208,7 +217,7 @@ def attention_weights(g2p, word, max_length=None):
     """
     from keras import ops
 
-    model = g2p.model
+    model = _one_model(g2p)
     if model.attention is None:
         raise ValueError("This model has no attention (it was trained with attention off).")
     characters, ids = _labels(g2p, word)

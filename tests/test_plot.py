@@ -126,6 +126,10 @@ def test_clear_errors(gru_model, tmp_path, capsys, monkeypatch):
     assert "metrics" in capsys.readouterr().err
     assert cli(["plot", "gates", "--model", str(gru_model), "--word", "", "--out", out]) == 2
     assert "No characters" in capsys.readouterr().err
+    G2P.ensemble([G2P.load(gru_model), G2P.load(gru_model)]).save(tmp_path / "ensemble")
+    for kind in ("gates", "attention"):
+        assert cli(["plot", kind, "--model", str(tmp_path / "ensemble"), "--word", "abc", "--out", out]) == 2
+        assert "an ensemble of 2 encoder-decoders" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     with pytest.raises(plot.MissingMatplotlib, match=r"pip install keras-seq\[plot\]"):
         plot.pyplot()

@@ -283,7 +283,9 @@ class EncoderDecoder(Decoding, keras.Model):
             x, *states = layer(x, mask=mask, training=training)
             final_states.append(states)
             x = self.dropout_layer(x, training=training)
-        context = ops.concatenate([s for states in final_states for s in states], axis=-1)
+        context = None
+        if not self.copy_bridge or self.context_projection is not None:
+            context = ops.concatenate([s for states in final_states for s in states], axis=-1)
         if self.copy_bridge:
             initial = final_states
         else:
