@@ -41,6 +41,7 @@ COMMANDS = {
     "demo": ("keras_seq.demo", "main", "train -> export -> serve -> predict over gRPC, end to end"),
     "train": ("keras_seq.g2p.cli", "train_main", "train a model (keras-seq train g2p --train FILE ...)"),
     "evaluate": ("keras_seq.g2p.cli", "evaluate_main", "print WER, PER and decoding speed of a model"),
+    "average": ("keras_seq.g2p.cli", "average_main", "average the weights of a run's last epochs into one model"),
     "ensemble": ("keras_seq.g2p.cli", "ensemble_main", "combine trained G2P models into one that decodes with all"),
     "export": ("keras_seq.export", "main", "export a trained model into a TF Serving repository"),
     "serve": ("keras_seq.serving.server", "main", "serve a model repository over TF Serving's gRPC API"),

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_seq.g2p.cli import ensemble_main, evaluate_main, train_main
+from keras_seq.g2p.cli import average_main, ensemble_main, evaluate_main, train_main
 from keras_seq.g2p.data import (
     END_ID,
     PAD_ID,
@@ -426,12 +426,12 @@ def test_mirrored_strategy_and_mixed_precision_train(tmp_path):
     assert "mirrored float32 ok" in run.stdout and "default mixed_bfloat16 ok" in run.stdout
 
 
-def test_cli_passes_context_every_step_to_train():
+def test_cli_passes_context_every_step_and_keep_epochs_to_train():
     from keras_seq.g2p.cli import _train_kwargs, _train_parser
 
-    for flags, want in [([], False), (["--context-every-step"], True)]:
-        args = _train_parser().parse_args(["g2p", "--train", "t.dict", "--out", "o", *flags])
-        assert _train_kwargs(args)["context_every_step"] is want
+    for flags, context, keep in [([], False, 0), (["--context-every-step", "--keep-epochs", "3"], True, 3)]:
+        kwargs = _train_kwargs(_train_parser().parse_args(["g2p", "--train", "t.dict", "--out", "o", *flags]))
+        assert (kwargs["context_every_step"], kwargs["keep_epochs"]) == (context, keep)
 
 
 def test_cli_ensemble_makes_a_model_directory_that_evaluates(tmp_path, capsys):
@@ -466,3 +466,39 @@ def test_cli_ensemble_makes_a_model_directory_that_evaluates(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
     assert not (tmp_path / "c").exists()
+
+
+def test_keep_epochs_then_average_them(tmp_path, capsys):
+    """`keep_epochs=2` keeps the last two epochs' models; `keras-seq average` writes a model whose
+    weights are their NumPy mean, which decodes; models of another configuration are refused."""
+    lexicon, dev = reverse_task(120, 3, 5, seed=7), reverse_task(20, 3, 5, seed=8)
+    out = tmp_path / "run"
+    train(lexicon, dev, out, epochs=3, batch_size=32, keep_epochs=2, **TINY)
+    epochs = sorted(p.name for p in (out / "epochs").iterdir())
+    assert epochs == ["epoch-2", "epoch-3"]
+    members = [G2P.load(out / "epochs" / name) for name in epochs]
+    averaged = tmp_path / "averaged"
+    assert average_main([*(str(out / "epochs" / n) for n in epochs), "--out", str(averaged)]) == 0
+    assert f"{averaged}: the mean of the weights of 2 models" in capsys.readouterr().out
+    got = G2P.load(averaged).model.get_weights()
+    for i, (a, b) in enumerate(zip(members[0].model.get_weights(), members[1].model.get_weights())):
+        if np.issubdtype(a.dtype, np.floating):
+            np.testing.assert_allclose(got[i], (a.astype(np.float64) + b) / 2, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(got[1], members[0].model.get_weights()[1])  # the epochs differ
+    write_cmudict(dev, tmp_path / "dev.dict")
+    assert evaluate_main(["--model", str(averaged), "--data", str(tmp_path / "dev.dict"), "--greedy"]) == 0
+    assert "WER: " in capsys.readouterr().out
+
+    G2P.create(lexicon, units=8, embedding_dim=4).save(tmp_path / "other")
+    G2P.ensemble(members).save(tmp_path / "ensemble")
+    for argv, message in [
+        ([str(out / "epochs/epoch-2"), str(tmp_path / "other"), "--out", str(tmp_path / "a")], "another model configuration"),
+        ([str(out / "epochs/epoch-2"), str(tmp_path / "ensemble"), "--out", str(tmp_path / "b")], "ensemble"),
+    ]:
+        assert average_main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    with pytest.raises(ValueError, match="keep_epochs"):
+        train(lexicon, dev, tmp_path / "bad", epochs=1, keep_epochs=-1, **TINY)
+    train(lexicon, dev, out, epochs=1, batch_size=32, overwrite=True, **TINY)  # a new run: no old epochs
+    assert not (out / "epochs").exists()

@@ -6,6 +6,7 @@
     keras-seq train reverse --out DIR [--words N --epochs N ...]   (the quick synthetic task)
     keras-seq evaluate --model DIR --data FILE [--beam-width K | --greedy] [--limit N] [--train FILE]
     keras-seq ensemble DIR DIR ... --out DIR   (one model directory decoding with all of them)
+    keras-seq average DIR DIR ... --out DIR    (one model with the mean of their weights)
 
 Bad input (a missing file, a malformed dictionary line, an existing run without --resume, bad
 settings) ends with a one-line message on stderr and exit code 2, not a traceback.
@@ -64,6 +65,8 @@ def _add_training_args(p, defaults):
     p.add_argument("--beam-width", type=_positive, default=4, help="the saved model's default beam width")
     p.add_argument("--dev-words", type=int, default=1000, help="dev words decoded each epoch (0: all)")
     p.add_argument("--checkpoint-steps", type=_positive, default=None, help="also back up every N steps")
+    p.add_argument("--keep-epochs", type=_positive, default=None,
+                   help="also keep the last N epochs' models in OUT/epochs/ (for keras-seq average)")
     p.add_argument("--static-shapes", action="store_true",
                    help="pad all batches to one shape instead of bucketing by length (one traced step)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its backup")
@@ -95,6 +98,7 @@ def _train_kwargs(args):
         precision=args.precision, verbose=args.verbose, dev_words=args.dev_words or None,
         lr_schedule=args.lr_schedule, checkpoint_steps=args.checkpoint_steps, overwrite=args.overwrite,
         static_shapes=args.static_shapes, context_every_step=args.context_every_step,
+        keep_epochs=args.keep_epochs or 0,
     )
 
 
@@ -235,22 +239,53 @@ def evaluate_main(argv):
     return 0
 
 
-def _ensemble_parser():
-    p = _Parser(prog="keras-seq ensemble",
-                description="Combine trained G2P models into one model directory that decodes with all of them "
-                "(the mean of their log-probabilities); evaluate, export and serve it like any model.")
-    p.add_argument("models", nargs="+", help="G2P model directories (at least two, same vocabularies)")
+def ensemble_main(argv):
+    """`keras-seq ensemble DIR DIR ... --out DIR`; returns the exit code."""
+    from keras_seq.g2p.model import G2P
+
+    parser = _combined_parser(
+        "keras-seq ensemble",
+        "Combine trained G2P models into one model directory that decodes with all of them "
+        "(the mean of their log-probabilities); evaluate, export and serve it like any model.",
+        "G2P model directories (at least two, same vocabularies)",
+    )
+    return _combine_main(
+        "keras-seq ensemble", parser, argv, G2P.ensemble,
+        lambda g2p, args: f"{args.out}: an ensemble of {len(g2p.model.members)} encoder-decoders "
+                          f"({g2p.model.count_params():,} weights)",
+    )
+
+
+def average_main(argv):
+    """`keras-seq average DIR DIR ... --out DIR`; returns the exit code."""
+    from keras_seq.g2p.model import G2P
+
+    parser = _combined_parser(
+        "keras-seq average",
+        "Average the weights of several G2P models of the same configuration, e.g. a run's last "
+        "epochs (keras-seq train ... --keep-epochs N keeps them in OUT/epochs/), into one model directory.",
+        "G2P model directories (at least two, same model and vocabularies)",
+    )
+    return _combine_main(
+        "keras-seq average", parser, argv, G2P.average,
+        lambda g2p, args: f"{args.out}: the mean of the weights of {len(args.models)} models",
+    )
+
+
+def _combined_parser(prog, description, help_models):
+    p = _Parser(prog=prog, description=description)
+    p.add_argument("models", nargs="+", help=help_models)
     p.add_argument("--out", required=True, help="the new model directory")
     p.add_argument("--beam-width", type=_positive, default=None, help="its default beam width (default: the first model's)")
     return p
 
 
-def ensemble_main(argv):
-    """`keras-seq ensemble DIR DIR ... --out DIR`; returns the exit code."""
-    prog = "keras-seq ensemble"
-    args = _ensemble_parser().parse_args(argv)
+def _combine_main(prog, parser, argv, combine, summary):
+    """Loads the model directories of `argv`, combines them with `combine` (a list of G2Ps -> a
+    G2P), saves the result to --out and prints `summary(g2p, args)`; returns the exit code."""
+    args = parser.parse_args(argv)
     if len(args.models) < 2:
-        return _fail(prog, f"an ensemble needs at least two models, got {len(args.models)}")
+        return _fail(prog, f"needs at least two models, got {len(args.models)}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         return _fail(prog, f"--out: {out} is not empty; choose a new directory")
@@ -261,11 +296,11 @@ def ensemble_main(argv):
     from keras_seq.g2p.model import G2P
 
     try:
-        members = [G2P.load(model_dir) for model_dir in args.models]
-        g2p = G2P.ensemble(members, beam_width=args.beam_width)
+        g2p = combine([G2P.load(model_dir) for model_dir in args.models])
     except (FileNotFoundError, ValueError, OSError) as e:
         return _fail(prog, str(e).splitlines()[0])
+    if args.beam_width:
+        g2p.beam_width = args.beam_width
     g2p.save(out)
-    print(f"{out}: an ensemble of {len(g2p.model.members)} encoder-decoders "
-          f"({g2p.model.count_params():,} weights)")
+    print(summary(g2p, args))
     return 0

@@ -92,6 +92,39 @@ class G2P:
         return cls(EncoderDecoderEnsemble(models), first.characters, first.phonemes,
                    first.max_input_length, beam_width or first.beam_width)
 
+    @classmethod
+    def average(cls, members):
+        """One G2P whose weights are the element-wise mean of several of the same model's weights.
+
+        Averaging the weights of a run's last epochs (checkpoint averaging) usually scores a
+        little better than any one of them. The members must have the same model configuration
+        and vocabularies (epochs of one run do); integer state (a seed) is the first member's.
+        """
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"Averaging needs at least two G2P models, got {len(members)}.")
+        first = members[0]
+        for i, member in enumerate(members[1:], start=1):
+            if isinstance(member.model, EncoderDecoderEnsemble) or isinstance(first.model, EncoderDecoderEnsemble):
+                raise ValueError("An ensemble's weights cannot be averaged; average the models it was made from.")
+            if member.model.get_config() != first.model.get_config():
+                raise ValueError(f"G2P model {i} has another model configuration than model 0: "
+                                 "only weights of the same model can be averaged.")
+            for name in ("characters", "phonemes"):
+                if getattr(member, name) != getattr(first, name):
+                    raise ValueError(f"G2P model {i} has another {name} vocabulary than model 0.")
+        model = EncoderDecoder.from_config(first.model.get_config())
+        model.build()
+        for i, variable in enumerate(model.variables):
+            values = [m.model.variables[i] for m in members]
+            if any(tuple(v.shape) != tuple(variable.shape) for v in values):  # a model built differently
+                raise ValueError(f"The models' variable {variable.path} differs in shape: {[tuple(v.shape) for v in values]}.")
+            if keras.backend.is_float_dtype(variable.dtype):
+                variable.assign(np.mean([keras.ops.convert_to_numpy(v).astype(np.float64) for v in values], axis=0))
+            else:
+                variable.assign(values[0])
+        return cls(model, first.characters, first.phonemes, first.max_input_length, first.beam_width)
+
     # -- Python-side use ---------------------------------------------------------------------------
     def encode_words(self, words):
         """int32 (B, T) character ids, T the longest word (at most `max_input_length`)."""

@@ -25,6 +25,7 @@
                     the G2P model directory (`G2P.load(out_dir)`) of the epoch with the best
                     dev WER (the last epoch without dev scores), rewritten when it improves
       last/         the G2P model directory of the last finished epoch
+      epochs/       with `keep_epochs=N`: epoch-K/, the model directories of the last N epochs
       backup/       `keras.callbacks.BackupAndRestore` state (weights, optimizer, epoch),
                     written atomically at every epoch end and every ``checkpoint_steps`` steps
       metrics.csv   one row per epoch: epoch, loss, val_loss, dev_wer, dev_per, seconds
@@ -106,6 +107,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("decay", "plateau", "constant")
 METRICS_COLUMNS = ["epoch", "loss", "val_loss", "dev_wer", "dev_per", "seconds", "learning_rate", "elapsed"]
 RUN_FILE, METRICS_FILE, BACKUP_DIR, LAST_DIR = "run.json", "metrics.csv", "backup", "last"
+EPOCHS_DIR = "epochs"  # with keep_epochs: the last epochs' model directories
 
 # Settings that define the model: a resumed run must match them.
 _MODEL_KEYS = (
@@ -357,15 +359,22 @@ class Backup(keras.callbacks.BackupAndRestore):
 
 
 class _SaveG2P(keras.callbacks.Callback):
-    """Saves the G2P directory every epoch (`last/`) and when dev WER improves (`out_dir`)."""
+    """Saves the G2P directory every epoch (`last/`), when dev WER improves (`out_dir`), and with
+    `keep_epochs` the last epochs' own directories (`epochs/epoch-N`, for `G2P.average`)."""
 
-    def __init__(self, g2p, out_dir, run_state, monitor_dev):
+    def __init__(self, g2p, out_dir, run_state, monitor_dev, keep_epochs=0):
         super().__init__()
         self.g2p, self.out_dir, self.state, self.monitor_dev = g2p, Path(out_dir), run_state, monitor_dev
+        self.keep_epochs = keep_epochs
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.g2p.save(self.out_dir / LAST_DIR)
+        if self.keep_epochs:
+            epochs_dir = self.out_dir / EPOCHS_DIR
+            self.g2p.save(epochs_dir / f"epoch-{epoch + 1}")
+            for old in sorted(epochs_dir.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))[: -self.keep_epochs]:
+                shutil.rmtree(old)
         wer = logs.get("dev_wer")
         best = self.state.get("best_dev_wer")
         if not self.monitor_dev or wer is None or best is None or wer <= best:
@@ -410,7 +419,7 @@ def _prepare_out_dir(out_dir, settings, resume, overwrite):
         for name in (RUN_FILE, METRICS_FILE, "g2p.json", "model.keras", CHARACTERS_FILE, PHONEMES_FILE):
             if (out_dir / name).exists():
                 (out_dir / name).unlink()
-        for name in (BACKUP_DIR, LAST_DIR):
+        for name in (BACKUP_DIR, LAST_DIR, EPOCHS_DIR):
             shutil.rmtree(out_dir / name, ignore_errors=True)
         return None
     if not resume:
@@ -481,6 +490,7 @@ def train(
     clipnorm=5.0,
     static_shapes=False,
     context_every_step=False,
+    keep_epochs=0,
 ) -> G2P:
     """Trains a G2P encoder-decoder with `model.fit`; returns the G2P of the best dev epoch.
 
@@ -515,6 +525,8 @@ def train(
             of bucketing by length (one traced step: quicker to start on small data, and what
             TPUs need; slower per epoch on real data).
         context_every_step: `EncoderDecoder`'s option: the context also enters every decoder step.
+        keep_epochs: Also keep the model directories of the last this many epochs in
+            `out_dir/epochs/epoch-N` (for checkpoint averaging: `G2P.average`, `keras-seq average`).
 
     Returns:
         The trained `G2P` (weights of the epoch with the best dev WER).
@@ -529,6 +541,8 @@ def train(
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(keep_epochs, int) or keep_epochs < 0:
+        raise ValueError(f"keep_epochs must be a non-negative integer, got {keep_epochs!r}")
     out_dir = _distribute.worker_dir(out_dir, strategy)  # a non-chief worker: out_dir/.worker-N
     settings = dict(
         train_source=_describe_source(train_source),
@@ -541,6 +555,7 @@ def train(
         strategy=strategy if isinstance(strategy, (str, type(None))) else type(strategy).__name__,
         precision=precision, max_train_words=max_train_words, dev_words=dev_words,
         lr_schedule=lr_schedule, checkpoint_steps=checkpoint_steps, max_input_length=max_input_length,
+        keep_epochs=keep_epochs,
     )
 
     train_lexicon = load_source(train_source)
@@ -624,7 +639,7 @@ def train(
         Backup(out_dir / BACKUP_DIR, save_steps=checkpoint_steps),
         *schedule,
         DevScores(g2p, _fixed_subset(dev_lexicon or [], dev_words)),
-        _SaveG2P(g2p, out_dir, state, monitor_dev=bool(dev_lexicon)),
+        _SaveG2P(g2p, out_dir, state, monitor_dev=bool(dev_lexicon), keep_epochs=keep_epochs),
         MetricsCSV(out_dir / METRICS_FILE, elapsed_offset=elapsed if previous else 0.0),
         *(callbacks or []),
     ]
