@@ -41,6 +41,15 @@ CHARACTERS_FILE, PHONEMES_FILE = "characters.txt", "phonemes.txt"
 WARMUP_WORDS = ["hello", "world", "keras", "sequence", "pronunciation", "a", "zyzzyva", "naïve"]
 
 
+def _check_same_vocabularies(members):
+    """Raises ValueError unless every G2P of `members` has the first one's vocabularies."""
+    for i, member in enumerate(members[1:], start=1):
+        for name in ("characters", "phonemes"):
+            if getattr(member, name) != getattr(members[0], name):
+                raise ValueError(f"G2P model {i} has another {name} vocabulary than model 0: "
+                                 "combined models must share their vocabularies.")
+
+
 class G2P:
     """Grapheme-to-phoneme conversion with a book-cell encoder-decoder.
 
@@ -81,12 +90,8 @@ class G2P:
         members = list(members)
         if len(members) < 2:
             raise ValueError(f"An ensemble needs at least two G2P models, got {len(members)}.")
+        _check_same_vocabularies(members)
         first = members[0]
-        for i, member in enumerate(members[1:], start=1):
-            for name in ("characters", "phonemes"):
-                if getattr(member, name) != getattr(first, name):
-                    raise ValueError(f"G2P model {i} has another {name} vocabulary than model 0: "
-                                     "the members of an ensemble must share their vocabularies.")
         models = [m for g2p in members for m in
                   (g2p.model.members if isinstance(g2p.model, EncoderDecoderEnsemble) else [g2p.model])]
         return cls(EncoderDecoderEnsemble(models), first.characters, first.phonemes,
@@ -103,16 +108,14 @@ class G2P:
         members = list(members)
         if len(members) < 2:
             raise ValueError(f"Averaging needs at least two G2P models, got {len(members)}.")
+        if any(isinstance(m.model, EncoderDecoderEnsemble) for m in members):
+            raise ValueError("An ensemble's weights cannot be averaged; average the models it was made from.")
+        _check_same_vocabularies(members)
         first = members[0]
         for i, member in enumerate(members[1:], start=1):
-            if isinstance(member.model, EncoderDecoderEnsemble) or isinstance(first.model, EncoderDecoderEnsemble):
-                raise ValueError("An ensemble's weights cannot be averaged; average the models it was made from.")
             if member.model.get_config() != first.model.get_config():
                 raise ValueError(f"G2P model {i} has another model configuration than model 0: "
                                  "only weights of the same model can be averaged.")
-            for name in ("characters", "phonemes"):
-                if getattr(member, name) != getattr(first, name):
-                    raise ValueError(f"G2P model {i} has another {name} vocabulary than model 0.")
         model = EncoderDecoder.from_config(first.model.get_config())
         model.build()
         for i, variable in enumerate(model.variables):
