@@ -468,6 +468,18 @@ def test_context_every_step_matches_numpy_elman_encoder_decoder():
             np.testing.assert_allclose(logits[row, t], want, rtol=1e-5, atol=1e-5)
 
 
+def _encoder_decoder(seed, **settings):
+    """A small EncoderDecoder with random weights that never emits the pad id (random weights
+    could, and the teacher-forced pass skips pads, so scores would not compare)."""
+    model = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4, **settings)
+    model.build()
+    random_weights(model, scale=0.8, seed=seed)
+    bias = keras.ops.convert_to_numpy(model.output_layer.bias)
+    bias[0] = -100.0
+    model.output_layer.bias.assign(bias)
+    return model
+
+
 @pytest.mark.parametrize("settings", [
     dict(cell="lstm"),
     dict(cell="gru", attention=True),
@@ -476,13 +488,7 @@ def test_context_every_step_matches_numpy_elman_encoder_decoder():
 def test_context_every_step_decodes_as_it_is_trained(settings):
     """Greedy decoding's scores equal the teacher-forced scores of its output, beam width 1 is
     greedy, and the model reloads from a `.keras` file decoding identically."""
-    model = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4,
-                           context_every_step=True, **settings)
-    model.build()
-    random_weights(model, scale=0.8)
-    bias = keras.ops.convert_to_numpy(model.output_layer.bias)
-    bias[0] = -100.0  # random weights could emit the pad id, which the teacher-forced pass skips
-    model.output_layer.bias.assign(bias)
+    model = _encoder_decoder(1, context_every_step=True, **settings)
     x = np.random.default_rng(0).integers(4, 12, (4, 6)).astype("int32")
     x[1, 3:] = 0
     greedy = {k: keras.ops.convert_to_numpy(v) for k, v in model.generate(x, method="greedy", max_length=7).items()}
@@ -517,16 +523,6 @@ def test_context_every_step_is_off_by_default_and_saved(tmp_path):
 
 
 # -- ensembles of encoder-decoders ---------------------------------------------------------------------
-
-
-def _encoder_decoder(seed, **settings):
-    model = EncoderDecoder(12, 9, start_token=2, end_token=3, units=8, embedding_dim=4, **settings)
-    model.build()
-    random_weights(model, scale=0.8, seed=seed)
-    bias = keras.ops.convert_to_numpy(model.output_layer.bias)
-    bias[0] = -100.0  # never the pad id (see test_context_every_step_decodes_as_it_is_trained)
-    model.output_layer.bias.assign(bias)
-    return model
 
 
 ENSEMBLE_INPUTS = np.array([[4, 5, 6, 7, 0], [8, 9, 10, 11, 4], [5, 0, 0, 0, 0]], "int32")
