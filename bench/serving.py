@@ -32,7 +32,11 @@ import time
 
 import grpc
 import numpy as np
-import tensorflow as tf
+
+from keras_seq.cli import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # drops the C++ runtime's start-up lines
+import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from keras_seq.g2p.data import read_cmudict

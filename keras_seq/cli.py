@@ -12,7 +12,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _import_tensorflow_quietly():
+def import_tensorflow_quietly():
     """Imports TensorFlow with file descriptor 2 sent to a temporary file.
 
     Some of TensorFlow's start-up lines (oneDNN, CUDA probing) are written by its C++ runtime
@@ -70,7 +70,7 @@ def main(argv=None):
         return 2
     module_name, function_name, _ = COMMANDS[name]
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" or name in ("serve", "predict", "export"):
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
