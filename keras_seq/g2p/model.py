@@ -118,8 +118,9 @@ class G2P:
                                  "only weights of the same model can be averaged.")
         model = EncoderDecoder.from_config(first.model.get_config())
         model.build()
+        member_variables = [m.model.variables for m in members]  # a property, rebuilt per call
         for i, variable in enumerate(model.variables):
-            values = [m.model.variables[i] for m in members]
+            values = [variables[i] for variables in member_variables]
             if any(tuple(v.shape) != tuple(variable.shape) for v in values):  # a model built differently
                 raise ValueError(f"The models' variable {variable.path} differs in shape: {[tuple(v.shape) for v in values]}.")
             if keras.backend.is_float_dtype(variable.dtype):
