@@ -3,6 +3,8 @@ publishing (fsync, then a rename that never replaces), and the free-space check.
 
 TF Serving reads a child of a model's base path as a version when absl::SimpleAtoi parses its name
 (`0007` is version 7); everything else, such as an export's `.tmp-<version>-<hex>`, is ignored.
+That reading (`parse_version`, `list_versions`) lives in `keras_seq.repository_format`, shared
+with the server.
 """
 
 import ctypes
@@ -14,13 +16,13 @@ import shutil
 import sys
 import time
 
-# One reading of version directory names for the exporter and the server (TF Serving's).
-from keras_seq.serving.repository import parse_version  # noqa: F401 (re-exported)
 from keras_seq.export.errors import (
     ExportError,
     InsufficientDiskSpaceError,
     VersionExistsError,
 )
+# TF Serving's reading of version directories, one for the exporter and the server.
+from keras_seq.repository_format import list_versions, parse_version  # noqa: F401 (re-exported)
 
 log = logging.getLogger("keras_seq.export")
 
@@ -31,26 +33,13 @@ STALE_AFTER_SECONDS = 3600.0
 _TEMPORARY_NAME = re.compile(r"^\.tmp-\d+-[0-9a-f]+$")
 
 
-def list_versions(base_path):
-    """{version: directory} of the numeric subdirectories of `base_path`.
-
-    Temporary directories of exports in progress (or killed) are not numeric and never listed.
-    """
-    versions = {}
-    try:
-        entries = sorted(os.listdir(base_path))
-    except FileNotFoundError:
-        return versions
-    for entry in entries:
-        version = parse_version(entry)
-        if version is not None and os.path.isdir(os.path.join(base_path, entry)):
-            versions.setdefault(version, os.path.join(base_path, entry))
-    return versions
-
-
 def next_version(base_path):
-    """One more than the highest version in `base_path`, or 1 when there is none."""
-    versions = list_versions(base_path)
+    """One more than the highest version in `base_path`, or 1 when there is none (or no
+    `base_path` yet: the export creates it)."""
+    try:
+        versions = list_versions(base_path)
+    except FileNotFoundError:
+        return 1
     return max(max(versions) + 1, 1) if versions else 1
 
 

@@ -8,6 +8,7 @@ import shutil
 from keras_seq.export import repository, warmup
 from keras_seq.export.audit import audit_saved_model, read_saved_model
 from keras_seq.export.errors import ExportError, ServabilityError
+from keras_seq.repository_format import ASSETS_EXTRA_DIR
 
 log = logging.getLogger("keras_seq.export")
 
@@ -78,8 +79,8 @@ def export_saved_model(
     try:
         _save(module_or_model, temporary, signatures)
         os.makedirs(os.path.join(temporary, "assets"), exist_ok=True)
-        os.makedirs(os.path.join(temporary, "assets.extra"), exist_ok=True)
-        _copy_assets(assets, os.path.join(temporary, "assets.extra"))
+        os.makedirs(os.path.join(temporary, ASSETS_EXTRA_DIR), exist_ok=True)
+        _copy_assets(assets, os.path.join(temporary, ASSETS_EXTRA_DIR))
         if requests:
             warmup.write_warmup_requests(temporary, requests, model_name=model_name)
         offenders = audit_saved_model(temporary, strict=False) if audit else []

@@ -6,11 +6,8 @@ record fails the version's load, so an export runs them first (`run_warmup_reque
 import os
 
 from keras_seq.export.errors import ExportError
-
-WARMUP_FILE = "tf_serving_warmup_requests"
-# TF Serving refuses a warmup file with more records than this
-# (servables/tensorflow/saved_model_warmup_util.cc).
-MAX_WARMUP_RECORDS = 1000
+# Where the warmup file lies and how many records TF Serving takes, shared with the server.
+from keras_seq.repository_format import MAX_WARMUP_RECORDS, WARMUP_FILE, warmup_path  # noqa: F401 (re-exported)
 
 
 def write_warmup_requests(path, requests, model_name="model"):
@@ -26,9 +23,8 @@ def write_warmup_requests(path, requests, model_name="model"):
     import tensorflow as tf
 
     logs = to_predict_logs(requests, model_name)
-    directory = os.path.join(os.fspath(path), "assets.extra")
-    os.makedirs(directory, exist_ok=True)
-    target = os.path.join(directory, WARMUP_FILE)
+    target = warmup_path(path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
     with tf.io.TFRecordWriter(target) as writer:
         for record in logs:
             writer.write(record.SerializeToString())
@@ -42,7 +38,7 @@ def read_warmup_requests(path):
 
     path = os.fspath(path)
     if os.path.isdir(path):
-        path = os.path.join(path, "assets.extra", WARMUP_FILE)
+        path = warmup_path(path)
     logs = []
     for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
         entry = prediction_log_pb2.PredictionLog()

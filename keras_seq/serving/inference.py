@@ -19,14 +19,13 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from keras_seq.repository_format import MAX_WARMUP_RECORDS, warmup_path
 from keras_seq.serving import errors
 from keras_seq.serving.tensors import TensorParseError, ndarray_to_proto, proto_to_ndarray
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000
 
 
 def direct_runner(servable, feeds, fetches, timeout_ms=None):
@@ -346,7 +345,7 @@ def metadata(servable, request):
 
 def read_warmup_records(version_path):
     """The PredictionLog records of `assets.extra/tf_serving_warmup_requests` ([] when absent)."""
-    path = os.path.join(version_path, WARMUP_FILE)
+    path = warmup_path(version_path)
     if not os.path.exists(path):
         return []
     records = []

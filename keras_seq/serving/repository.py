@@ -3,7 +3,8 @@
 This mirrors TF Serving's ServerCore with a file-system storage path source and the
 availability-preserving version policy:
 
-- a version is a child directory of `base_path` whose name parses as an integer (`0001` is 1);
+- a version is a child directory of `base_path` whose name parses as an integer (`0001` is 1;
+  `keras_seq.repository_format.list_versions`, shared with the exporter);
 - the version policy picks the aspired versions (`latest{num_versions}`, `all{}`,
   `specific{versions}`); a new aspired version is loaded (and warmed up) before versions that are
   no longer aspired are unloaded, and those stay loaded while no aspired version is available, so
@@ -22,36 +23,14 @@ from dataclasses import dataclass, field
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 
+from keras_seq.repository_format import list_versions, parse_version  # noqa: F401 (re-exported)
 from keras_seq.serving import errors, inference
 from keras_seq.serving.servable import Servable
 
 log = logging.getLogger("keras_seq.serving")
 
 State = get_model_status_pb2.ModelVersionStatus.State
-_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$")  # absl::SimpleAtoi allows spaces on both sides
-_INT64_MAX = 2**63 - 1
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-def parse_version(name):
-    """The version a directory name stands for (as absl::SimpleAtoi reads it), or None."""
-    if not _VERSION_NAME.match(name):
-        return None
-    value = int(name)
-    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
-
-
-def list_versions(base_path):
-    """{version: directory} of the numeric children of `base_path`; raises OSError if unreadable."""
-    versions = {}
-    for entry in sorted(os.listdir(base_path)):
-        version = parse_version(entry)
-        if version is not None and os.path.isdir(os.path.join(base_path, entry)):
-            if version in versions:
-                log.warning("Duplicate version directories detected: %s and %s", versions[version], entry)
-                continue
-            versions[version] = os.path.join(base_path, entry)
-    return versions
 
 
 @dataclass
