@@ -37,11 +37,10 @@ from keras_seq.cli import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # drops the C++ runtime's start-up lines
 import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from keras_seq.g2p.data import read_cmudict
-from keras_seq.serving import testing
-from keras_seq.serving.repository import list_versions
+from keras_seq.repository_format import list_versions
 from keras_seq.serving.servable import Servable
 from keras_seq.serving.tensors import ndarray_to_proto
 
@@ -50,6 +49,8 @@ WORDS = (
     "sequence model beam search greedy decoding attention encoder decoder language speech synthesis "
     "dictionary carnegie mellon university tensor flow keras python benchmark latency throughput"
 ).split()
+# The toy model is a test fixture: tests/serving_fixtures.py, in the repository, not in the package.
+TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
 BATCHING_PARAMETERS = (
     "max_batch_size {{ value: {max_batch} }} batch_timeout_micros {{ value: {timeout} }} "
     "max_enqueued_batches {{ value: 1000 }} num_batch_threads {{ value: {threads} }}"
@@ -97,7 +98,8 @@ def run_clients(address, model_name, signature, input_key, clients, seconds):
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
         requests = []
         for word in WORDS:
-            request = testing.predict_request(model_name, {}, signature)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name, request.model_spec.signature_name = model_name, signature
             request.inputs[input_key].CopyFrom(ndarray_to_proto(np.array([word.encode()], dtype=object)))
             requests.append(request)
         try:
@@ -175,6 +177,14 @@ def in_process_file(version_path, signature, input_key, words, batch, rounds):
     return words_per_second(lambda tensor: function(**{input_key: tensor}), batches, rounds)
 
 
+def write_toy_model(base_path):
+    """Version 1 of the toy string model (regex + upper, no RNN) of tests/serving_fixtures.py."""
+    sys.path.insert(0, TESTS)
+    import serving_fixtures
+
+    return serving_fixtures.write_words(base_path, 1)
+
+
 def write_results(path, section):
     """Replaces (or appends) the `## Serving` section of bench/RESULTS.md, leaving the rest alone."""
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmark results\n"
@@ -211,8 +221,8 @@ def main(argv=None):
         base_path, model_label = args.model_base_path, args.model_base_path
         if base_path is None:
             base_path = os.path.join(workdir, "g2p")
-            testing.write_words(base_path, 1)
-            model_label = "toy string model (keras_seq.serving.testing.write_words: regex + upper, no RNN)"
+            write_toy_model(base_path)
+            model_label = "toy string model (tests/serving_fixtures.py write_words: regex + upper, no RNN)"
         versions = list_versions(base_path)
         if not versions:
             raise SystemExit(f"no numeric version directory under {base_path}")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from keras_seq.serving import testing
+import serving_fixtures
 from keras_seq.serving.server import create_server
 from keras_seq.serving.tensors import ndarray_to_proto
 
@@ -31,7 +31,7 @@ def address(tmp_path_factory):
         yield EXTERNAL
         return
     root = tmp_path_factory.mktemp("badinput_repo")
-    config = testing.write_toy_repository(str(root))
+    config = serving_fixtures.write_toy_repository(str(root))
     server, port = create_server(model_config=config, port=0, file_system_poll_wait_seconds=-1)
     yield f"127.0.0.1:{port}"
     server.stop(0)

@@ -12,7 +12,8 @@ import grpc
 import numpy as np
 import pytest
 
-from keras_seq.serving import Client, ServingError, testing
+import serving_fixtures
+from keras_seq.serving import Client, ServingError
 from keras_seq.serving.batching import BatchingOptions
 from keras_seq.serving.server import create_server
 
@@ -20,7 +21,7 @@ from keras_seq.serving.server import create_server
 @pytest.fixture(scope="module")
 def base_path(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("batching") / "m")
-    testing.write_half_plus_two(base, 1, a=2.0, b=1.0)
+    serving_fixtures.write_half_plus_two(base, 1, a=2.0, b=1.0)
     return base
 
 

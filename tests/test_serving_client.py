@@ -13,8 +13,9 @@ import grpc
 import numpy as np
 import pytest
 
+import serving_fixtures
 from keras_seq import cli
-from keras_seq.serving import Client, ServingError, testing
+from keras_seq.serving import Client, ServingError
 from keras_seq.serving.client import format_table
 from keras_seq.serving.server import create_server
 
@@ -22,7 +23,7 @@ from keras_seq.serving.server import create_server
 @pytest.fixture(scope="module")
 def address(tmp_path_factory):
     root = tmp_path_factory.mktemp("client_repo")
-    config = testing.write_toy_repository(str(root))
+    config = serving_fixtures.write_toy_repository(str(root))
     server, port = create_server(model_config=config, port=0, file_system_poll_wait_seconds=-1)
     yield f"127.0.0.1:{port}"
     server.stop(0)
@@ -79,7 +80,7 @@ def test_retries_unavailable_with_backoff_then_raises():
 
 def test_retry_reaches_a_server_that_comes_up(tmp_path):
     base = str(tmp_path / "m")
-    testing.write_half_plus_two(base, 1, warmup=False)
+    serving_fixtures.write_half_plus_two(base, 1, warmup=False)
     port = free_port()
     import threading
 

@@ -13,7 +13,8 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from keras_seq.serving import Client, config as config_lib, testing
+import serving_fixtures
+from keras_seq.serving import Client, config as config_lib
 from keras_seq.serving.batching import BatchingOptions
 from keras_seq.serving.server import create_server
 
@@ -84,7 +85,7 @@ def test_docker_compose_mounts_export():
 def test_local_server_serves_models_config(tmp_path):
     """`keras-seq serve --model_config_file` with the container's config, /models -> a local export."""
     export = tmp_path / "export"
-    testing.write_words(str(export / "g2p"), 1)
+    serving_fixtures.write_words(str(export / "g2p"), 1)
     text = read("models.config").replace('"/models/', f'"{export}/')
     config_file = tmp_path / "models.config"
     config_file.write_text(text)

@@ -2,7 +2,7 @@
 
 They run against `keras-seq serve` (started in-process on 127.0.0.1, port 0) by default, and
 against a real TF Serving when KERAS_SEQ_TFSERVING=HOST:PORT is set; that server must serve the toy
-repository written by `python -m keras_seq.serving.testing DIR` with `DIR/models.config`. Tests
+repository written by `python tests/serving_fixtures.py DIR` with `DIR/models.config`. Tests
 that write into the repository skip there. Expected codes and messages are those of
 `shared/reference/tf-serving-contract.md`.
 """
@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from keras_seq.serving import testing
+import serving_fixtures
 from keras_seq.serving.server import create_server
 from keras_seq.serving.tensors import ndarray_to_proto
 
@@ -47,7 +47,7 @@ def server(tmp_path_factory):
         yield EXTERNAL, None
         return
     root = tmp_path_factory.mktemp("contract_repo")
-    config = testing.write_toy_repository(str(root))
+    config = serving_fixtures.write_toy_repository(str(root))
     model_server, port = create_server(
         model_config=config, port=0, file_system_poll_wait_seconds=-1, max_num_load_retries=0
     )

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from keras_seq.serving import testing
+import serving_fixtures
 from keras_seq.serving.server import create_server
 
 
 def hammer(address, clients, requests_each, words=(b"hello",)):
     """Runs `clients` threads of `requests_each` Predicts each; returns (latencies in s, failures)."""
-    request = testing.predict_request("g2p", {"words": np.array(list(words), dtype=object)})
+    request = serving_fixtures.predict_request("g2p", {"words": np.array(list(words), dtype=object)})
     latencies, failures = [], []
     lock = threading.Lock()
 
@@ -60,7 +60,7 @@ def percentile_ms(latencies, q):
 @pytest.fixture(scope="module")
 def base_path(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("load") / "g2p")
-    testing.write_words(base, 1)
+    serving_fixtures.write_words(base, 1)
     return base
 
 

@@ -19,20 +19,21 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from keras_seq.serving import Client, ServingError, config as config_lib, testing
+import serving_fixtures
+from keras_seq.serving import Client, ServingError, config as config_lib
 from keras_seq.serving.server import create_server
 
 
 @pytest.fixture(scope="module")
 def base_path(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("security") / "m")
-    testing.write_half_plus_two(base, 1, a=1.0, b=0.0, warmup=False)
+    serving_fixtures.write_half_plus_two(base, 1, a=1.0, b=0.0, warmup=False)
     return base
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    return testing.make_certificates(str(tmp_path_factory.mktemp("certs")))
+    return serving_fixtures.make_certificates(str(tmp_path_factory.mktemp("certs")))
 
 
 def read(path):
@@ -181,7 +182,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(base_path):
         assert port, "".join(lines)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
-        slow = testing.predict_request(
+        slow = serving_fixtures.predict_request(
             "m", {"x": np.ones(1, np.float32), "iterations": np.array(400_000, np.int32)}, "slow"
         )
         started = time.monotonic()
@@ -202,7 +203,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(base_path):
         thread.join(timeout=120)
         assert "response" in result, result.get("error")
         with pytest.raises(grpc.RpcError):  # no new requests once shutting down
-            predict(testing.predict_request("m", {"x": np.ones(1, np.float32)}), timeout=5)
+            predict(serving_fixtures.predict_request("m", {"x": np.ones(1, np.float32)}), timeout=5)
         assert process.wait(timeout=60) == 0
         output = "".join(lines) + process.stdout.read()
         assert "Done unloading servable version {name: m version: 1}" in output

@@ -22,7 +22,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from keras_seq.serving import ServingError, config as config_lib, testing
+import serving_fixtures
+from keras_seq.serving import ServingError, config as config_lib
 from keras_seq.serving.server import create_server
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -37,7 +38,7 @@ class Stubs:
         self.reload = model_service_pb2_grpc.ModelServiceStub(self.channel).HandleReloadConfigRequest
 
     def y(self, model="m", x=1.0, **spec):
-        response = self.predict(testing.predict_request(model, {"x": np.array([x], np.float32)}), timeout=30)
+        response = self.predict(serving_fixtures.predict_request(model, {"x": np.array([x], np.float32)}), timeout=30)
         return response.outputs["y"].float_val[0], response.model_spec.version.value
 
     def states(self, model="m"):
@@ -94,7 +95,7 @@ def config_with(base_path, policy=None, labels=None, name="m"):
 def three_versions(tmp_path):
     base = str(tmp_path / "m")
     for version in (1, 2, 3):
-        testing.write_half_plus_two(base, version, a=float(version), b=0.0, warmup=False)
+        serving_fixtures.write_half_plus_two(base, version, a=float(version), b=0.0, warmup=False)
     return base
 
 
@@ -110,7 +111,7 @@ def test_version_policies(serve, three_versions, policy, expected):
 
 def test_version_directory_names(serve, tmp_path):
     base = str(tmp_path / "m")
-    testing.write_half_plus_two(base, 7, warmup=False)
+    serving_fixtures.write_half_plus_two(base, 7, warmup=False)
     os.rename(os.path.join(base, "7"), os.path.join(base, "0007"))
     os.makedirs(os.path.join(base, "not_a_version"))
     os.makedirs(os.path.join(base, ".tmp-export"))
@@ -121,7 +122,7 @@ def test_version_directory_names(serve, tmp_path):
 
 def test_new_version_is_picked_up_while_requests_run(serve, tmp_path):
     base = str(tmp_path / "m")
-    testing.write_half_plus_two(base, 1, a=1.0, b=0.0)
+    serving_fixtures.write_half_plus_two(base, 1, a=1.0, b=0.0)
     _, stubs = serve(base)
     failures, answers, stop = [], [], threading.Event()
 
@@ -137,7 +138,7 @@ def test_new_version_is_picked_up_while_requests_run(serve, tmp_path):
         t.start()
     try:
         wait_for(lambda: len(answers) > 20)
-        testing.write_half_plus_two(base, 2, a=2.0, b=0.0)
+        serving_fixtures.write_half_plus_two(base, 2, a=2.0, b=0.0)
         wait_for(lambda: answers[-1] == (2.0, 2))
         n = len(answers)
         wait_for(lambda: len(answers) > n + 20)
@@ -153,25 +154,25 @@ def test_new_version_is_picked_up_while_requests_run(serve, tmp_path):
 @pytest.mark.parametrize("broken", ["half_written", "corrupt"])
 def test_broken_version_never_replaces_a_working_one(serve, tmp_path, broken):
     base = str(tmp_path / "m")
-    v1 = testing.write_half_plus_two(base, 1, a=1.0, b=0.0)
+    v1 = serving_fixtures.write_half_plus_two(base, 1, a=1.0, b=0.0)
     _, stubs = serve(base)
     if broken == "half_written":
-        testing.write_half_written(base, 2, v1)
+        serving_fixtures.write_half_written(base, 2, v1)
     else:
-        testing.write_corrupt(base, 2)
+        serving_fixtures.write_corrupt(base, 2)
     wait_for(lambda: stubs.states()[0][1] == "END")
     (version, state, code, message), old = stubs.states()
     assert (version, state) == (2, "END") and code != 0 and message
     assert old == (1, "AVAILABLE", 0, "")
     assert stubs.y() == (1.0, 1)
     # A good version after the broken one is served.
-    testing.write_half_plus_two(base, 3, a=3.0, b=0.0)
+    serving_fixtures.write_half_plus_two(base, 3, a=3.0, b=0.0)
     wait_for(lambda: stubs.y() == (3.0, 3))
 
 
 def test_broken_only_version_fails_startup(tmp_path):
     base = str(tmp_path / "m")
-    testing.write_corrupt(base, 1)
+    serving_fixtures.write_corrupt(base, 1)
     with pytest.raises(ServingError) as info:
         create_server(model_config=config_lib.single_model_config("m", base), **FAST)
     assert info.value.code == grpc.StatusCode.UNKNOWN
@@ -180,10 +181,10 @@ def test_broken_only_version_fails_startup(tmp_path):
 
 def test_failed_load_is_retried(serve, tmp_path):
     base = str(tmp_path / "m")
-    v1 = testing.write_half_plus_two(base, 1, a=1.0, b=0.0)
-    source = testing.write_half_plus_two(str(tmp_path / "source"), 2, a=2.0, b=0.0)
+    v1 = serving_fixtures.write_half_plus_two(base, 1, a=1.0, b=0.0)
+    source = serving_fixtures.write_half_plus_two(str(tmp_path / "source"), 2, a=2.0, b=0.0)
     _, stubs = serve(base, max_num_load_retries=5, load_retry_interval_micros=300_000)
-    testing.write_half_written(base, 2, v1)
+    serving_fixtures.write_half_written(base, 2, v1)
     time.sleep(0.2)
     shutil.rmtree(os.path.join(base, "2"))
     shutil.copytree(source, os.path.join(base, "2"))  # the copy completes before the retry
@@ -192,19 +193,19 @@ def test_failed_load_is_retried(serve, tmp_path):
 
 def test_warmup_errors_fail_the_load(serve, tmp_path):
     base = str(tmp_path / "m")
-    testing.write_half_plus_two(base, 1, a=1.0, b=0.0)
+    serving_fixtures.write_half_plus_two(base, 1, a=1.0, b=0.0)
     _, stubs = serve(base)
-    v2 = testing.write_half_plus_two(str(tmp_path / "staging"), 2, warmup=False)
+    v2 = serving_fixtures.write_half_plus_two(str(tmp_path / "staging"), 2, warmup=False)
     os.makedirs(os.path.join(v2, "assets.extra"))
-    with open(os.path.join(v2, testing.os.path.join("assets.extra", "tf_serving_warmup_requests")), "wb") as f:
+    with open(os.path.join(v2, "assets.extra", "tf_serving_warmup_requests"), "wb") as f:
         f.write(b"this is not a TFRecord file")
     os.rename(v2, os.path.join(base, "2"))
     wait_for(lambda: stubs.states()[0][1] == "END")
     version, _, code, message = stubs.states()[0]
     assert version == 2 and code == grpc.StatusCode.DATA_LOSS.value[0]
     assert "Please verify your warmup data is in TFRecord format." in message
-    v3 = testing.write_half_plus_two(str(tmp_path / "staging"), 3, warmup=False)
-    testing.write_warmup(v3, [testing.predict_request("m", {"x": np.ones(1, np.float32)}, "nope")])
+    v3 = serving_fixtures.write_half_plus_two(str(tmp_path / "staging"), 3, warmup=False)
+    serving_fixtures.write_warmup(v3, [serving_fixtures.predict_request("m", {"x": np.ones(1, np.float32)}, "nope")])
     os.rename(v3, os.path.join(base, "3"))
     wait_for(lambda: stubs.states()[0][:2] == (3, "END"))
     assert stubs.states()[0][2] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
@@ -215,7 +216,7 @@ def test_warmup_runs_at_load(serve, tmp_path, caplog):
     from keras_seq.serving import inference
 
     base = str(tmp_path / "m")
-    path = testing.write_half_plus_two(base, 1)
+    path = serving_fixtures.write_half_plus_two(base, 1)
     assert len(inference.read_warmup_records(path)) == 1
     with caplog.at_level("INFO", logger="keras_seq.serving"):
         serve(base)
@@ -232,8 +233,8 @@ def reload_config(stubs, config):
 def test_reload_adds_and_removes_models_under_load(serve, tmp_path):
     a = str(tmp_path / "a")
     b = str(tmp_path / "b")
-    testing.write_half_plus_two(a, 1, a=1.0, b=0.0)
-    testing.write_half_plus_two(b, 1, a=5.0, b=0.0)
+    serving_fixtures.write_half_plus_two(a, 1, a=1.0, b=0.0)
+    serving_fixtures.write_half_plus_two(b, 1, a=5.0, b=0.0)
     config_a = config_with(a, name="a")
     _, stubs = serve(config_a)
     failures, count, stop = [], [0], threading.Event()
@@ -271,7 +272,7 @@ def test_reload_adds_and_removes_models_under_load(serve, tmp_path):
 
 def test_labels(serve, three_versions):
     _, stubs = serve(config_with(three_versions, "all", {"stable": 1}))
-    request = testing.predict_request("m", {"x": np.ones(1, np.float32)})
+    request = serving_fixtures.predict_request("m", {"x": np.ones(1, np.float32)})
     request.model_spec.version_label = "stable"
     assert stubs.predict(request, timeout=30).model_spec.version.value == 1
     with pytest.raises(grpc.RpcError) as info:
@@ -285,9 +286,9 @@ def test_labels(serve, three_versions):
 def test_reload_cannot_escape_model_roots(serve, tmp_path):
     root = tmp_path / "models"
     base = str(root / "m")
-    testing.write_half_plus_two(base, 1, warmup=False)
+    serving_fixtures.write_half_plus_two(base, 1, warmup=False)
     outside = str(tmp_path / "elsewhere" / "m")
-    testing.write_half_plus_two(outside, 1, warmup=False)
+    serving_fixtures.write_half_plus_two(outside, 1, warmup=False)
     _, stubs = serve(base)  # allowed root: the parent of the startup base path
     for bad in (outside, str(root / "m" / ".." / ".." / "elsewhere" / "m")):
         with pytest.raises(grpc.RpcError) as info:
@@ -304,13 +305,13 @@ def test_reload_cannot_escape_model_roots(serve, tmp_path):
 
 def test_base_path_vanishing_for_a_while_unloads_nothing(serve, tmp_path):
     base = str(tmp_path / "m")
-    testing.write_half_plus_two(base, 1, a=1.0, b=0.0, warmup=False)
+    serving_fixtures.write_half_plus_two(base, 1, a=1.0, b=0.0, warmup=False)
     _, stubs = serve(base)
     os.rename(base, base + ".away")
     time.sleep(0.5)  # several polls fail to list the base path
     assert stubs.y() == (1.0, 1)
     os.rename(base + ".away", base)
-    testing.write_half_plus_two(base, 2, a=2.0, b=0.0, warmup=False)
+    serving_fixtures.write_half_plus_two(base, 2, a=2.0, b=0.0, warmup=False)
     wait_for(lambda: stubs.y() == (2.0, 2))
 
 
@@ -318,8 +319,8 @@ def test_model_config_file_is_re_read(tmp_path):
     from google.protobuf import text_format
 
     a, b = str(tmp_path / "models" / "a"), str(tmp_path / "models" / "b")
-    testing.write_half_plus_two(a, 1, a=1.0, b=0.0, warmup=False)
-    testing.write_half_plus_two(b, 1, a=7.0, b=0.0, warmup=False)
+    serving_fixtures.write_half_plus_two(a, 1, a=1.0, b=0.0, warmup=False)
+    serving_fixtures.write_half_plus_two(b, 1, a=7.0, b=0.0, warmup=False)
     config_file = tmp_path / "models.config"
     config_file.write_text(text_format.MessageToString(config_with(a, name="a")))
     server, port = create_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.1, **FAST)

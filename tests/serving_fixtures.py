@@ -1,4 +1,5 @@
-"""Toy SavedModels and certificates for the serving tests and benchmark.
+"""Toy SavedModels and certificates for the serving tests and benchmark (a test fixture: it lives
+under tests/, not in the package).
 
 The models are plain `tf.Module`s with `tf.function` signatures (no Keras), written into a TF
 Serving repository the way an exporter should: into a non-numeric temporary directory, then
@@ -10,6 +11,9 @@ renamed to the version number.
 - `write_words`: a G2P look-alike: `serving_default` words:string[-1] -> pronunciation:string[-1],
   score:float[-1], nbest:string[-1,2], nbest_scores:float[-1,2]; `greedy` the same without the
   n-best list; `tokens` ids:int32[-1,-1] -> ids:int32[-1,-1].
+
+As a script, `python tests/serving_fixtures.py DIR` writes the toy repository (and
+`DIR/models.config`) that the contract tests expect of a real TF Serving.
 """
 
 import os
@@ -19,6 +23,7 @@ import tempfile
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+from keras_seq.repository_format import warmup_path
 from keras_seq.serving.tensors import ndarray_to_proto
 
 
@@ -42,9 +47,9 @@ def _atomic_save(module, base_path, version, signatures, warmup=None):
 
 def write_warmup(version_path, requests):
     """Writes `assets.extra/tf_serving_warmup_requests`: one PredictionLog per PredictRequest."""
-    directory = os.path.join(version_path, "assets.extra")
-    os.makedirs(directory, exist_ok=True)
-    with tf.io.TFRecordWriter(os.path.join(directory, "tf_serving_warmup_requests")) as writer:
+    path = warmup_path(version_path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
         for request in requests:
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -290,7 +295,7 @@ def write_toy_repository(root):
 
 
 if __name__ == "__main__":
-    # python -m keras_seq.serving.testing DIR: writes the toy repository for a real TF Serving.
+    # python tests/serving_fixtures.py DIR: writes the toy repository for a real TF Serving.
     import sys
 
     write_toy_repository(sys.argv[1])
