@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence, Union
 
+from keras_seq.text.metrics import _tokens, closest_reference, levenshtein
+
 __all__ = [
     "levenshtein",
     "closest_reference",
@@ -43,74 +45,6 @@ __all__ = [
 ]
 
 Phonemes = Union[str, Sequence[str]]
-
-
-def _tokens(pron: Phonemes) -> tuple:
-    """A pronunciation as a tuple of symbols (a string is split on whitespace)."""
-    if isinstance(pron, str):
-        return tuple(pron.split())
-    return tuple(pron)
-
-
-def levenshtein(a: Sequence, b: Sequence) -> int:
-    """Levenshtein (edit) distance between two sequences.
-
-    The minimum number of single-element substitutions, insertions and deletions, each of
-    cost 1, turning ``a`` into ``b``. Elements are compared with ``==`` (pass lists of phoneme
-    symbols, or strings to compare characters).
-
-    Args:
-        a: The first sequence (e.g. a hypothesis).
-        b: The second sequence (e.g. a reference).
-
-    Returns:
-        The edit distance, an int between ``abs(len(a) - len(b))`` and ``max(len(a), len(b))``.
-    """
-    if len(a) < len(b):
-        a, b = b, a  # keep the row over the shorter sequence
-    if not b:
-        return len(a)
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, start=1):
-        current = [i]
-        for j, y in enumerate(b, start=1):
-            current.append(
-                min(
-                    previous[j] + 1,  # deletion
-                    current[j - 1] + 1,  # insertion
-                    previous[j - 1] + (x != y),  # substitution or match
-                )
-            )
-        previous = current
-    return previous[-1]
-
-
-def closest_reference(hypothesis: Phonemes, references: Sequence[Phonemes]) -> tuple[int, int]:
-    """The edit distance to the closest reference, and that reference's length.
-
-    Args:
-        hypothesis: The predicted pronunciation.
-        references: One or more reference pronunciations (non-empty).
-
-    Returns:
-        ``(distance, reference_length)`` of the reference minimizing the distance; ties go to
-        the first such reference in ``references``.
-
-    Raises:
-        ValueError: If ``references`` is empty.
-    """
-    hyp = _tokens(hypothesis)
-    best: tuple[int, int] | None = None
-    for ref in references:
-        ref = _tokens(ref)
-        distance = levenshtein(hyp, ref)
-        if best is None or distance < best[0]:
-            best = (distance, len(ref))
-            if distance == 0:
-                break
-    if best is None:
-        raise ValueError("a word needs at least one reference pronunciation")
-    return best
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""The training data pipeline: teacher-forcing arrays as `tf.data` batches bucketed by length."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import tensorflow as tf
+
+from keras_seq.text import PAD_ID
+
+__all__ = ["make_dataset", "trim_to_common_length", "fixed_subset"]
+
+
+def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5, 7, 9, 11, 14),
+                 static_shapes=False, drop_remainder=False):
+    """A `tf.data.Dataset` of `({"encoder_inputs", "decoder_inputs"}, labels)` batches.
+
+    `arrays` are `make_teacher_forcing_arrays` outputs. Pads are trimmed per example, examples
+    are (optionally) shuffled every epoch, grouped by word length and padded per batch.
+    With `static_shapes=True` every batch keeps the arrays' full padded shape and the last
+    partial training batch is dropped (no bucketing): one traced training step, as TPUs need.
+    With `drop_remainder=True` no batch is smaller than `batch_size` (several replicas need
+    batches that split evenly).
+    """
+    enc, dec, lab = arrays["encoder_inputs"], arrays["decoder_inputs"], arrays["labels"]
+    enc_len = np.maximum((enc != PAD_ID).sum(axis=1), 1)
+    dec_len = np.maximum((lab != PAD_ID).sum(axis=1), 1)
+    if static_shapes:
+        ds = tf.data.Dataset.from_tensor_slices(({"encoder_inputs": enc, "decoder_inputs": dec}, lab))
+        if shuffle:
+            ds = ds.shuffle(len(enc), seed=seed, reshuffle_each_iteration=True)
+        drop = drop_remainder or (shuffle and len(enc) >= batch_size)  # training: one shape
+        return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((enc, dec, lab, enc_len.astype(np.int32), dec_len.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(enc), seed=seed, reshuffle_each_iteration=True)
+    # Trim each example's pads, then group by word length and pad per batch.
+    ds = ds.map(lambda e, d, l, ne, nd: (e[:ne], d[:nd], l[:nd]), num_parallel_calls=tf.data.AUTOTUNE)
+    boundaries = [b for b in bucket_boundaries]
+    ds = ds.bucket_by_sequence_length(
+        lambda e, d, l: tf.shape(e)[0],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padded_shapes=([None], [None], [None]),
+        padding_values=(PAD_ID, PAD_ID, PAD_ID),
+        drop_remainder=drop_remainder,
+    )
+    # Bucketing hides the number of batches from tf.data, but it does not depend on the order:
+    # each bucket of n examples gives ceil(n / B) batches (floor(n / B) dropping remainders).
+    # Stating it lets Keras show the first epoch's total and end that epoch without warning
+    # that the input "ran out of data".
+    bucket_sizes = np.bincount(np.searchsorted(boundaries, enc_len, side="right"), minlength=len(boundaries) + 1)
+    batches = sum(n // batch_size if drop_remainder else -(-n // batch_size) for n in bucket_sizes.tolist())
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    ds = ds.map(lambda e, d, l: ({"encoder_inputs": e, "decoder_inputs": d}, l))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def trim_to_common_length(*arrays):
+    """Cuts the padding of teacher-forcing arrays to the longest real sequence among them all."""
+    present = [a for a in arrays if a is not None]
+    enc_t = max(int((a["encoder_inputs"] != PAD_ID).sum(axis=1).max(initial=1)) for a in present)
+    dec_t = max(int((a["labels"] != PAD_ID).sum(axis=1).max(initial=1)) for a in present)
+    cut = lambda a: None if a is None else {
+        "encoder_inputs": a["encoder_inputs"][:, :enc_t], "decoder_inputs": a["decoder_inputs"][:, :dec_t],
+        "labels": a["labels"][:, :dec_t], "word_index": a["word_index"],
+    }
+    return tuple(cut(a) for a in arrays)
+
+
+def fixed_subset(lexicon, n, salt="dev"):
+    """At most n entries, chosen by a hash of the word (the same words every time)."""
+    if n is None or n >= len(lexicon):
+        return list(lexicon)
+    key = lambda entry: hashlib.md5((salt + str(entry[0])).encode("utf-8")).hexdigest()
+    return sorted(lexicon, key=key)[:n]
