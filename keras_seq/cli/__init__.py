@@ -39,13 +39,14 @@ def import_tensorflow_quietly():
 # sub-command -> (module, function taking argv, one-line help)
 COMMANDS = {
     "demo": ("keras_seq.demo", "main", "train -> export -> serve -> predict over gRPC, end to end"),
-    "train": ("keras_seq.g2p.cli", "train_main", "train a model (keras-seq train g2p --train FILE ...)"),
-    "evaluate": ("keras_seq.g2p.cli", "evaluate_main", "print WER, PER and decoding speed of a model"),
-    "average": ("keras_seq.g2p.cli", "average_main", "average the weights of a run's last epochs into one model"),
-    "ensemble": ("keras_seq.g2p.cli", "ensemble_main", "combine trained G2P models into one that decodes with all"),
-    "export": ("keras_seq.export", "main", "export a trained model into a TF Serving repository"),
+    "train": ("keras_seq.cli.tasks", "train_main", "train a model (keras-seq train seq2seq|g2p|reverse ...)"),
+    "evaluate": ("keras_seq.cli.tasks", "evaluate_main", "score a model on a data file, and its decoding speed"),
+    "average": ("keras_seq.cli.tasks", "average_main", "average the weights of a run's last epochs into one model"),
+    "ensemble": ("keras_seq.cli.tasks", "ensemble_main", "combine trained models into one that decodes with all"),
+    "export": ("keras_seq.cli.export", "main", "export a trained model into a TF Serving repository"),
     "serve": ("keras_seq.serving.server", "main", "serve a model repository over TF Serving's gRPC API"),
-    "predict": ("keras_seq.serving.client", "main", "query a TF Serving (or keras-seq serve) over gRPC"),
+    "predict": ("keras_seq.cli.predict", "main",
+                "decode lines with a model directory (--model) or a server (--server)"),
     "plot": ("keras_seq.plot", "main", "draw gates, training curves or attention as PNG files"),
 }
 
