@@ -10,9 +10,9 @@ back as read-only views for inspection: `cell.U_f` is the forget gate's block of
 
 import keras
 from keras import ops
-# DropoutRNNCell is what `keras.layers.RNN` looks for to prepare one dropout mask per sequence
-# before its loop (so the loop body stays stateless, which JAX needs). Keras does not export it.
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+# What `keras.layers.RNN` looks for to prepare one dropout mask per sequence (see the module).
+from keras_seq.cells._keras_private import DropoutRNNCell
 
 # Activations whose derivative can be written from their output alone; the fast layers' hand-written
 # gradients support these and fall back to automatic differentiation for any other.
