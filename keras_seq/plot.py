@@ -1,8 +1,9 @@
 """Pictures of recurrent models at work, as PNG files: `keras-seq plot gates|curves|attention`.
 
 - `gates`: heatmaps of the gate activations of a trained G2P encoder over the characters of a
-  word (LSTM f, g, q and h; GRU u, r and h; Elman a and h), one column per direction for a
-  bidirectional encoder. The values come from `keras_seq.introspect.internals`.
+  word (LSTM f, g, q and h; GRU u, r and h; Elman a and h: each cell's `pictured_internals`), one
+  column per direction for a bidirectional encoder. The values come from
+  `keras_seq.introspect.internals`.
 - `curves`: the training curves of a `keras-seq train` run, read from its `metrics.csv`: loss and
   val_loss, and dev WER / PER, per epoch.
 - `attention`: the attention weights of a trained encoder-decoder with attention: the word is
@@ -23,26 +24,6 @@ from pathlib import Path
 import numpy as np
 
 INSTALL_HINT = "pip install keras-seq[plot]"
-
-# What the gates picture shows for each cell, in order: (name, title, value range).
-GATES = {
-    "LSTMCell": [
-        ("f", "f: forget gate (10.41)", (0, 1)),
-        ("g", "g: input gate (10.42)", (0, 1)),
-        ("q", "q: output gate (10.44)", (0, 1)),
-        ("h", "h = tanh(s) ⊙ q (10.43)", (-1, 1)),
-    ],
-    "GRUCell": [
-        ("u", "u: update gate (10.46)", (0, 1)),
-        ("r", "r: reset gate (10.47)", (0, 1)),
-        ("h", "h (10.45)", None),
-    ],
-    "ElmanCell": [
-        ("a", "a = b + W h(t-1) + U x (10.8)", None),
-        ("h", "h = tanh(a) (10.9)", (-1, 1)),
-    ],
-}
-
 
 class MissingMatplotlib(ImportError):
     """matplotlib is not installed; the message says how to install it."""
@@ -96,6 +77,12 @@ def gate_activations(g2p, word, layer=0):
     "" for a one-directional encoder) to the dict of `keras_seq.introspect.internals` for the one
     word, each array of shape (characters, units).
     """
+    characters, cell, parts = _encoder_internals(g2p, word, layer)
+    return characters, type(cell).__name__, parts
+
+
+def _encoder_internals(g2p, word, layer):
+    """`gate_activations` with the encoder layer's cell itself in place of its class name."""
     from keras import ops
 
     from keras_seq.introspect import internals
@@ -115,14 +102,15 @@ def gate_activations(g2p, word, layer=0):
         values = {"": values}
     parts = {direction: {k: v[0] for k, v in d.items()} for direction, d in values.items()}
     rnn = getattr(encoder, "forward_layer", encoder)
-    return characters, type(rnn.cell).__name__, parts
+    return characters, rnn.cell, parts
 
 
 def plot_gates(g2p, word, out, layer=0, max_units=64):
     """Writes heatmaps (units × characters) of the encoder's gates for `word` to the PNG `out`."""
     plt = pyplot()
-    characters, cell_name, parts = gate_activations(g2p, word, layer)
-    rows = GATES.get(cell_name, [("h", "h", None)])
+    characters, cell, parts = _encoder_internals(g2p, word, layer)
+    cell_name = type(cell).__name__
+    rows = cell.pictured_internals  # (name, title, value range), as the cell states them
     directions = list(parts)
     units = min(max_units, next(iter(parts.values()))["h"].shape[-1])
     width = 1.6 + len(directions) * (0.32 * len(characters) + 1.4)

@@ -1,11 +1,13 @@
 """Book-faithful recurrent cells: one time step of each recurrence of *Deep Learning*, ch. 10.
 
 Each cell works inside `keras.layers.RNN` and `keras.layers.Bidirectional`; the fast full-sequence
-layers of `keras_seq.layers` are built on them.
+layers of `keras_seq.layers` are built on them. A new cell subclasses `BookCell`, which says what
+it states about itself (its states, its per-step internals).
 """
 
+from keras_seq.cells.base import BookCell
 from keras_seq.cells.elman import ElmanCell, OutputFeedbackCell
 from keras_seq.cells.gru import GRUCell
 from keras_seq.cells.lstm import LSTMCell
 
-__all__ = ["ElmanCell", "OutputFeedbackCell", "LSTMCell", "GRUCell"]
+__all__ = ["BookCell", "ElmanCell", "OutputFeedbackCell", "LSTMCell", "GRUCell"]

@@ -10,9 +10,9 @@ back as read-only views for inspection: `cell.U_f` is the forget gate's block of
 
 import keras
 from keras import ops
-# DropoutRNNCell is what `keras.layers.RNN` looks for to prepare one dropout mask per sequence
-# before its loop (so the loop body stays stateless, which JAX needs). Keras does not export it.
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+# What `keras.layers.RNN` looks for to prepare one dropout mask per sequence (see the module).
+from keras_seq.cells._keras_private import DropoutRNNCell
 
 # Activations whose derivative can be written from their output alone; the fast layers' hand-written
 # gradients support these and fall back to automatic differentiation for any other.
@@ -102,9 +102,25 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
     `z = b + U x(t)` for all blocks (fused, or as `split_input_projection` returns it) and W (as
     `split_recurrent_kernel` returns it, or None for the cell's own). `call` projects the input and runs one recurrence step; the fast
     sequence layers project all steps at once and loop over `recurrence` alone.
+
+    Each cell also states, under the book's names, what the code around it needs to know without
+    asking which cell it is: `state_names` (its states, in the order of `state_size`: how many a
+    model carries per layer), `internal_names` and `step_internals` (everything its equations name
+    at one step, for `keras_seq.introspect`), `pictured_internals` (what `keras-seq plot gates`
+    draws) and `takes_candidate_activation`.
     """
 
     blocks = 1
+    #: The book's names of the states, in the order of `state_size` and of `recurrence`'s states.
+    state_names = ("h",)
+    #: The book's names of the quantities `step_internals` returns, in that order.
+    internal_names = ("h",)
+    #: What a picture of the internals shows (`keras_seq.plot`): `(name, title, value range)` rows,
+    #: the range None for one drawn symmetric about 0 from the values.
+    pictured_internals = (("h", "h", None),)
+    #: Whether the cell takes a `candidate_activation` argument (the nonlinearity of a candidate or
+    #: cell input, as the LSTM's and the GRU's); a model passes its own setting only to such cells.
+    takes_candidate_activation = False
 
     def __init__(
         self,
@@ -217,6 +233,24 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
         x = inputs if input_mask is None else inputs * input_mask
         output, new_states, _ = self.recurrence(self.input_projection(x), states, None, recurrent_mask)
         return self.step_output(output), new_states
+
+    def step_internals(self, z, states):
+        """One step of `recurrence` (no dropout) with every quantity the book names.
+
+        `z` is b + U x(t) for all blocks (fused) and `states` the states entering the step. Returns
+        `(new_states, values)`: `values` a dict keyed by `internal_names`, each (batch, size). By
+        default the states themselves, under `state_names`.
+        """
+        _, new_states, _ = self.recurrence(z, states)
+        return new_states, dict(zip(self.state_names, new_states))
+
+    def carried_internals(self, states):
+        """Those of `step_internals`'s values that are states, given the states after a step.
+
+        `keras_seq.introspect` shows these carried over a masked step (every other value is 0
+        there). By default every state, under `state_names`.
+        """
+        return dict(zip(self.state_names, states))
 
     def step_output(self, output):
         """The cell's output given what `recurrence` returns (that output itself, by default)."""

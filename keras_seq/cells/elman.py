@@ -80,6 +80,12 @@ class ElmanCell(OutputLayerMixin, BookCell):
     W = BlockView("recurrent_kernel", 0, "W")
     b = BlockView("bias", 0, "b")
 
+    state_names = ("h",)
+    pictured_internals = (
+        ("a", "a = b + W h(t-1) + U x (10.8)", None),
+        ("h", "h = tanh(a) (10.9)", (-1, 1)),
+    )
+
     def __init__(self, units, activation="tanh", output_units=None, output_activation="softmax", **kwargs):
         super().__init__(units, activation=activation, **kwargs)
         self._init_output_layer(output_units, output_activation)
@@ -105,6 +111,20 @@ class ElmanCell(OutputLayerMixin, BookCell):
         if self.output_units:
             return self.output_activation(self.output_logits(h))  # 10.10-10.11
         return h
+
+    @property
+    def internal_names(self):
+        return ("a", "h", "o", "y") if self.output_units else ("a", "h")
+
+    def step_internals(self, z, states):
+        """One step's `(new_states, values)`: a = b + W h(t-1) + U x (10.8), h = tanh(a) (10.9),
+        and with an output layer o = c + V h (10.10) and ŷ = softmax(o) (10.11) as `y`."""
+        _, new_states, (h,) = self.recurrence(z, states)
+        values = {"a": z + ops.matmul(states[0], self.recurrent_kernel), "h": h}  # 10.8
+        if self.output_units:
+            o = self.output_logits(h)
+            values.update(o=o, y=self.output_activation(o))
+        return new_states, values
 
     def get_config(self):
         return {**super().get_config(), **self._output_layer_config()}
@@ -140,6 +160,9 @@ class OutputFeedbackCell(OutputLayerMixin, BookCell):
     W = BlockView("recurrent_kernel", 0, "W")
     b = BlockView("bias", 0, "b")
 
+    state_names = ("o",)  # o(t-1)
+    internal_names = ("a", "h", "o", "y")
+
     def __init__(self, units, output_units, activation="tanh", output_activation="softmax", **kwargs):
         super().__init__(units, activation=activation, **kwargs)
         if output_units is None:
@@ -170,6 +193,17 @@ class OutputFeedbackCell(OutputLayerMixin, BookCell):
         h = self.activation(z + ops.matmul(o_in, W))
         o = self.output_logits(h)
         return self.output_activation(o), [o], (h, o)
+
+    def step_internals(self, z, states):
+        """One step's `(new_states, values)`: a = b + W o(t-1) + U x, h = tanh(a), o = c + V h and
+        ŷ = softmax(o) as `y`."""
+        new_states, (h, o) = self.recurrence(z, states)[1:]
+        a = z + ops.matmul(states[0], self.recurrent_kernel)
+        return new_states, {"a": a, "h": h, "o": o, "y": self.output_activation(o)}
+
+    def carried_internals(self, states):
+        """None: the state is o(t-1), shown as the step's o, which is 0 at a masked step like ŷ."""
+        return {}
 
     def get_config(self):
         return {**super().get_config(), **self._output_layer_config()}

@@ -58,6 +58,15 @@ class GRUCell(BookCell):
     W = BlockView("recurrent_kernel", 2, "W")
     b = BlockView("bias", 2, "b")
 
+    state_names = ("h",)
+    internal_names = ("u", "r", "c", "h")
+    pictured_internals = (
+        ("u", "u: update gate (10.46)", (0, 1)),
+        ("r", "r: reset gate (10.47)", (0, 1)),
+        ("h", "h (10.45)", None),
+    )
+    takes_candidate_activation = True
+
     def __init__(self, units, recurrent_activation="sigmoid", candidate_activation="sigmoid", **kwargs):
         kwargs.pop("activation", None)  # the GRU has no separate output squashing
         super().__init__(units, activation="linear", **kwargs)
@@ -104,6 +113,12 @@ class GRUCell(BookCell):
         c = self.candidate_activation(z_c + ops.matmul(r * h_in, W))
         h = u * h_tm1 + (1.0 - u) * c  # 10.45
         return h, [h], (u, r, c, h_in)
+
+    def step_internals(self, z, states):
+        """One step's `(new_states, values)`: u update gate (10.46), r reset gate (10.47), c the
+        candidate σ(b + U x + W (r ⊙ h(t-1))) and h (10.45)."""
+        _, new_states, (u, r, c, _) = self.recurrence(z, states)
+        return new_states, {"u": u, "r": r, "c": c, "h": new_states[0]}
 
     def get_config(self):
         config = super().get_config()

@@ -73,6 +73,16 @@ class LSTMCell(BookCell):
     W_o = BlockView("recurrent_kernel", 3, "W^o")
     b_o = BlockView("bias", 3, "b^o")
 
+    state_names = ("h", "s")
+    internal_names = ("f", "g", "c", "q", "s", "h")
+    pictured_internals = (
+        ("f", "f: forget gate (10.41)", (0, 1)),
+        ("g", "g: input gate (10.42)", (0, 1)),
+        ("q", "q: output gate (10.44)", (0, 1)),
+        ("h", "h = tanh(s) ⊙ q (10.43)", (-1, 1)),
+    )
+    takes_candidate_activation = True
+
     def __init__(
         self,
         units,
@@ -142,6 +152,14 @@ class LSTMCell(BookCell):
         s = f * s_tm1 + g * c  # 10.40
         h = self.activation(s) * q  # 10.43
         return h, [h, s], (f, g, c, q)
+
+    def step_internals(self, z, states):
+        """One step's `(new_states, values)`: f forget gate (10.41), g external input gate (10.42),
+        c cell input σ(b + U x + W h(t-1)) (10.40), q output gate (10.44), s internal state (10.40),
+        h = tanh(s) ⊙ q (10.43)."""
+        _, new_states, (f, g, c, q) = self.recurrence(z, states)
+        h, s = new_states
+        return new_states, {"f": f, "g": g, "c": c, "q": q, "s": s, "h": h}
 
     def get_config(self):
         config = {

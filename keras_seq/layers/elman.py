@@ -6,8 +6,10 @@ from keras import ops
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.elman import ElmanCell
 from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan
+from keras_seq.layers.registry import register_sequence_layer
 
 
+@register_sequence_layer("elman")
 @keras.saving.register_keras_serializable(package="keras_seq")
 class ElmanRNN(SequenceLayer):
     """Elman RNN over whole sequences, eq. 10.8-10.11 (Fig. 10.3) of *Deep Learning*:

@@ -6,8 +6,10 @@ from keras import ops
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.gru import GRUCell
 from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan, sum_over_steps
+from keras_seq.layers.registry import register_sequence_layer
 
 
+@register_sequence_layer("gru")
 @keras.saving.register_keras_serializable(package="keras_seq")
 class GRU(SequenceLayer):
     """GRU over whole sequences, eq. 10.45-10.47 of *Deep Learning*:

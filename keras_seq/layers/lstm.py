@@ -6,8 +6,10 @@ from keras import ops
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.lstm import LSTMCell
 from keras_seq.layers.base import SequenceLayer, forward_to_cell, scan
+from keras_seq.layers.registry import register_sequence_layer
 
 
+@register_sequence_layer("lstm")
 @keras.saving.register_keras_serializable(package="keras_seq")
 class LSTM(SequenceLayer):
     """LSTM over whole sequences, eq. 10.40-10.44 of *Deep Learning*:

@@ -5,26 +5,20 @@ shifting targets for teacher forcing, and the free-running loop that feeds a mod
 import keras
 from keras import ops
 
-from keras_seq.layers import GRU, LSTM, ElmanRNN
+from keras_seq.layers import sequence_layer_class
 from keras_seq.layers.base import scan
-
-# The fast full-sequence layer of each cell type, by the name the models' `cell` argument takes.
-RECURRENT_LAYERS = {"elman": ElmanRNN, "lstm": LSTM, "gru": GRU}
 
 
 def recurrent_layer(cell, units, cell_options=None, **kwargs):
-    """The fast layer (`ElmanRNN`, `LSTM` or `GRU`) of the cell type named `cell`.
+    """The fast layer of the cell type named `cell` (`ElmanRNN`, `LSTM`, `GRU`, or any layer
+    registered with `keras_seq.layers.register_sequence_layer`).
 
     `cell_options` are further arguments of the cell (e.g. `{"candidate_activation": "tanh"}`,
     `{"dropout": 0.1}`); `kwargs` are those of `keras.layers.RNN` (`return_sequences`, ...).
     A model passes `dtype=self.dtype_policy` to every sublayer it makes, so that a model saved
     under a mixed policy reloads with it in every layer.
     """
-    if cell not in RECURRENT_LAYERS:
-        raise ValueError(
-            f"Unknown cell type {cell!r}; expected one of {sorted(RECURRENT_LAYERS)}."
-        )
-    return RECURRENT_LAYERS[cell](units, **dict(cell_options or {}), **kwargs)
+    return sequence_layer_class(cell)(units, **dict(cell_options or {}), **kwargs)
 
 
 def output_layer(output_units, output_activation, name="output_layer", dtype=None):

@@ -15,11 +15,14 @@ import keras
 from keras import ops
 
 from keras_seq import decoding
+from keras_seq.layers import cell_class_of
 from keras_seq.models.base import recurrent_layer
 
 
 def _sequence_layer(cell, units, candidate_activation, name, dtype):
-    options = {"candidate_activation": candidate_activation} if candidate_activation is not None and cell != "elman" else {}
+    """The fast layer of cell type `cell`; `candidate_activation` goes to cells that take one."""
+    takes_it = candidate_activation is not None and cell_class_of(cell).takes_candidate_activation
+    options = {"candidate_activation": candidate_activation} if takes_it else {}
     return recurrent_layer(cell, units, options, return_sequences=True, return_state=True, name=name, dtype=dtype)
 
 
@@ -168,7 +171,8 @@ class EncoderDecoder(Decoding, keras.Model):
         start_token, end_token: Output-vocabulary ids of <s> and </s>.
         units: Size of every recurrent layer. Default 256.
         embedding_dim: Size of the token embeddings. Default 64.
-        cell: "lstm", "gru" or "elman": the book cell of every recurrent layer.
+        cell: "lstm", "gru" or "elman" (or a name registered with
+            `keras_seq.layers.register_sequence_layer`): the book cell of every recurrent layer.
         encoder_layers, decoder_layers: Depths. Default 1 each.
         bidirectional_encoder: Read X in both directions (Fig. 10.11). Default True.
         attention: Add additive attention (see `AdditiveAttention`). Default False.
@@ -177,7 +181,8 @@ class EncoderDecoder(Decoding, keras.Model):
             state; Fig. 10.9 shows this way of conditioning on a vector), so that the decoder
             need not carry all of C in its state. Default False: C only starts the decoder.
         dropout: Dropout on embeddings and between layers. Default 0.
-        candidate_activation: The LSTM/GRU candidate nonlinearity (None: the book's sigmoid).
+        candidate_activation: The LSTM/GRU candidate nonlinearity (None: the book's sigmoid);
+            ignored for a cell without one (`takes_candidate_activation` False, as the Elman's).
         scheduled_sampling: Probability of replacing each teacher-forced decoder input by the
             model's own prediction in training (Bengio et al., 2015). Default 0 (pure teacher
             forcing). Implemented as *parallel* scheduled sampling (Duckworth et al., 2019): one
@@ -249,7 +254,7 @@ class EncoderDecoder(Decoding, keras.Model):
         self.decoder = [
             _sequence_layer(cell, units, candidate_activation, f"decoder_{i}", dtype) for i in range(decoder_layers)
         ]
-        self.states_per_layer = 2 if cell == "lstm" else 1
+        self.states_per_layer = len(self.decoder[0].cell.state_names)  # h, and s for the LSTM
         self.copy_bridge = not bidirectional_encoder and encoder_layers == decoder_layers
         self.bridge = []
         if not self.copy_bridge:
