@@ -45,15 +45,15 @@ if cfg.get("devices", 1) > 1 and os.environ.get("KERAS_BACKEND", "tensorflow") =
 import numpy as np
 import keras
 from keras_seq.g2p.data import reverse_task
-import keras_seq.g2p.train as g2p_train
+import keras_seq.training.loop as training_loop
 from keras_seq.g2p.train import train
 
 if not cfg.get("shuffle", True):
     # The same global batches in every run: under MirroredStrategy, model.fit creates one more
     # iterator of the dataset before the first epoch (its symbolic build), which draws another
     # tf.data reshuffle seed, so its epochs see other (equally valid) orders than on one device.
-    make_dataset = g2p_train.make_dataset
-    g2p_train.make_dataset = lambda arrays, batch, shuffle=False, **kw: make_dataset(arrays, batch, shuffle=False, **kw)
+    make_dataset = training_loop.make_dataset
+    training_loop.make_dataset = lambda arrays, batch, shuffle=False, **kw: make_dataset(arrays, batch, shuffle=False, **kw)
 
 class Slow(keras.callbacks.Callback):  # gives a test time to kill the run mid-epoch
     def on_train_batch_end(self, batch, logs=None):

@@ -18,6 +18,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from keras_seq import export as ex
+from keras_seq.cli.export import main as export_main
 from keras_seq.export import repository
 from keras_seq.layers import LSTM
 
@@ -602,57 +603,54 @@ def test_cpp_loader_reports_errors(cpp_binary, float_export):
 def test_cli_exports_a_keras_file(tmp_path, capsys):
     model = float_model()
     model.save(tmp_path / "model.keras")
-    assert ex.main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "export" / "m"),
+    assert export_main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "export" / "m"),
                     "--version", "3"]) == 0
     path = capsys.readouterr().out.strip()
     assert path == str(tmp_path / "export" / "m" / "3")
     out = tf.saved_model.load(path).signatures["serving_default"](features=tf.constant(FEATURES))
     np.testing.assert_allclose(out["scores"].numpy(), model(FEATURES).numpy(), rtol=1e-5, atol=1e-6)
-    assert ex.main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "export" / "m"),
+    assert export_main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "export" / "m"),
                     "--version", "3"]) == 1
     assert "already exists" in capsys.readouterr().err
 
 
-def test_cli_model_directory_uses_load_for_export(tmp_path, monkeypatch, capsys):
-    import types
+def test_cli_model_directory_uses_the_registered_loader(tmp_path, capsys):
+    """An application registers its model directories by settings file; export imports none."""
+    from keras_seq.export import registry
 
     (tmp_path / "run").mkdir()
-    monkeypatch.setitem(sys.modules, "keras_seq.g2p.model", None)  # not written (yet)
-    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m")]) == 1
-    assert "load_for_export is not available" in capsys.readouterr().err
+    assert export_main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m")]) == 1
+    assert "not a model directory of a registered application" in capsys.readouterr().err
 
     module = Double()
-    fake = types.SimpleNamespace(load_for_export=lambda d: {
-        "module": module, "signatures": {"serving_default": module.serve},
-        "warmup_requests": [{"x": [1.0, 2.0]}], "assets": {"from.txt": d.encode()}})
-    monkeypatch.setitem(sys.modules, "keras_seq.g2p.model", fake)
-    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m")]) == 0
-    path = capsys.readouterr().out.strip()
-    assert ex.read_warmup_requests(path)[0].predict_log.request.model_spec.name == "m"
-    assert (tmp_path / "m" / "1" / "assets.extra" / "from.txt").read_text() == str(tmp_path / "run")
-
-    # keras_seq.g2p.model's form: (module, signatures, {signature: {alias: array}}).
-    fake.load_for_export = lambda d: (module, {"serving_default": module.serve}, {"serving_default": {"x": [3.0]}})
-    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m"), "--name", "g2p"]) == 0
-    (log,) = ex.read_warmup_requests(capsys.readouterr().out.strip())
-    assert log.predict_log.request.model_spec.name == "g2p"
-    assert tf.make_ndarray(log.predict_log.request.inputs["x"]).tolist() == [3.0]
-    assert ex.main(["--model", str(tmp_path / "missing"), "--base-path", str(tmp_path / "m")]) == 1
-    assert "neither a model directory nor a .keras file" in capsys.readouterr().err
-
-    # --shards goes to load_for_export, and only when given.
+    (tmp_path / "run" / "fake-app.json").write_text("{}")
     seen = []
-    fake.load_for_export = lambda d, **kwargs: seen.append(kwargs) or module
-    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m"), "--shards", "3"]) == 0
-    assert ex.main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m")]) == 0
-    assert seen == [{"shards": 3}, {}]
+
+    def load(directory, **kwargs):
+        seen.append(kwargs)
+        return {"module": module, "signatures": {"serving_default": module.serve},
+                "warmup_requests": [{"x": [1.0, 2.0]}], "assets": {"from.txt": directory.encode()}}
+
+    registry.register_model_directory("fake-app.json", load)
+    try:
+        assert export_main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m")]) == 0
+        path = capsys.readouterr().out.strip()
+        assert ex.read_warmup_requests(path)[0].predict_log.request.model_spec.name == "m"
+        assert (tmp_path / "m" / "1" / "assets.extra" / "from.txt").read_text() == str(tmp_path / "run")
+        assert export_main(["--model", str(tmp_path / "missing"), "--base-path", str(tmp_path / "m")]) == 1
+        assert "neither a model directory nor a .keras file" in capsys.readouterr().err
+        # --shards goes to the loader, and only when given.
+        assert export_main(["--model", str(tmp_path / "run"), "--base-path", str(tmp_path / "m"), "--shards", "3"]) == 0
+        assert seen == [{}, {"shards": 3}]
+    finally:
+        registry._MODEL_DIRECTORIES.pop("fake-app.json")
 
 
 def test_cli_rejects_bad_shards(tmp_path, capsys):
     float_model().save(tmp_path / "model.keras")
     with pytest.raises(SystemExit):
-        ex.main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "m"), "--shards", "0"])
+        export_main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "m"), "--shards", "0"])
     assert "--shards must be at least 1, got 0" in capsys.readouterr().err
-    assert ex.main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "m"), "--shards", "2"]) == 1
-    assert "--shards applies to G2P model directories" in capsys.readouterr().err
+    assert export_main(["--model", str(tmp_path / "model.keras"), "--base-path", str(tmp_path / "m"), "--shards", "2"]) == 1
+    assert "--shards applies to encoder-decoders" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_seq.g2p.cli import average_main, ensemble_main, evaluate_main, train_main
+from keras_seq.cli.tasks import average_main, ensemble_main, evaluate_main, train_main
 from keras_seq.g2p.data import (
     END_ID,
     PAD_ID,
@@ -427,11 +427,13 @@ def test_mirrored_strategy_and_mixed_precision_train(tmp_path):
 
 
 def test_cli_passes_context_every_step_and_keep_epochs_to_train():
-    from keras_seq.g2p.cli import _train_kwargs, _train_parser
+    from keras_seq.cli.tasks import TASKS, _train_parser
+    from keras_seq.training.config import from_arguments
 
     for flags, context, keep in [([], False, 0), (["--context-every-step", "--keep-epochs", "3"], True, 3)]:
-        kwargs = _train_kwargs(_train_parser().parse_args(["g2p", "--train", "t.dict", "--out", "o", *flags]))
-        assert (kwargs["context_every_step"], kwargs["keep_epochs"]) == (context, keep)
+        config = from_arguments(_train_parser().parse_args(["g2p", "--train", "t.dict", "--out", "o", *flags]),
+                                TASKS["g2p"])
+        assert (config.context_every_step, config.keep_epochs) == (context, keep)
 
 
 def test_cli_ensemble_makes_a_model_directory_that_evaluates(tmp_path, capsys):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from keras_seq.g2p.cli import evaluate_main
+from keras_seq.cli.tasks import evaluate_main
 from keras_seq.g2p.data import reverse_task, write_cmudict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,14 +1,19 @@
-"""`keras-seq train ...` and `keras-seq evaluate ...`.
+"""`keras-seq train ...`, `keras-seq evaluate ...`, `keras-seq ensemble ...`, `keras-seq average ...`.
 
+    keras-seq train seq2seq --train PAIRS.tsv --dev PAIRS.tsv --out DIR [--epochs N ...]
     keras-seq train g2p --train FILE --dev FILE --out DIR [--epochs N --batch-size B --units U
                         --attention --context-every-step --cell lstm|gru|elman --beam-width K
                         --resume ...]
     keras-seq train reverse --out DIR [--words N --epochs N ...]   (the quick synthetic task)
     keras-seq evaluate --model DIR --data FILE [--beam-width K | --greedy] [--limit N] [--train FILE]
+                       (exact match and token error rate for a general model, WER/PER for G2P)
     keras-seq ensemble DIR DIR ... --out DIR   (one model directory decoding with all of them)
     keras-seq average DIR DIR ... --out DIR    (one model with the mean of their weights)
 
-Bad input (a missing file, a malformed dictionary line, an existing run without --resume, bad
+Every flag of `train` is generated from the task's configuration dataclass (`Seq2SeqConfig`,
+`G2PConfig`, `ReverseConfig`), its default shown in ``--help``.
+
+Bad input (a missing file, a malformed data line, an existing run without --resume, bad
 settings) ends with a one-line message on stderr and exit code 2, not a traceback.
 """
 
@@ -124,9 +129,11 @@ def train_main(argv):
 
 
 def _evaluate_parser():
-    p = _Parser(prog="keras-seq evaluate", description="WER, PER and decoding speed of a G2P model.")
-    p.add_argument("--model", required=True, help="G2P model directory (keras-seq train --out)")
-    p.add_argument("--data", required=True, help="CMUdict-format file (all pronunciations are references)")
+    p = _Parser(prog="keras-seq evaluate", description="Scores and decoding speed of a model: exact match and "
+                "token error rate on a TSV file for a general model, WER and PER on a CMUdict file for G2P.")
+    p.add_argument("--model", required=True, help="model directory (keras-seq train --out)")
+    p.add_argument("--data", required=True, help="TSV pairs (general model) or a CMUdict-format file (G2P); all "
+                   "targets of a source are references")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--beam-width", type=_positive, default=None, help="beam search width (default: the model's)")
     group.add_argument("--greedy", action="store_true", help="greedy search")
@@ -134,7 +141,7 @@ def _evaluate_parser():
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--output", default=None, help="also write WORD  PH PH ... predictions to this file")
     p.add_argument("--train", default=None,
-                   help="the model's training file: also score the words that are not in it, those that are, "
+                   help="G2P: the model's training file: also score the words that are not in it, those that are, "
                    "and all words with their --train pronunciations as extra references")
     return p
 
@@ -151,9 +158,13 @@ def evaluate_main(argv):
     if args.train and not Path(args.train).is_file():
         return _fail(prog, f"--train: no such file: {args.train}")
 
+    from keras_seq.cli.predict import load_application
     from keras_seq.g2p.data import read_cmudict
     from keras_seq.g2p.metrics import g2p_scores, scores_by_training_overlap
     from keras_seq.g2p.model import G2P
+
+    if not G2P.is_model_directory(model_dir):
+        return _evaluate_seq2seq(prog, args, model_dir, data, load_application)
 
     try:
         lexicon = read_cmudict(data)
@@ -204,18 +215,57 @@ def evaluate_main(argv):
     return 0
 
 
+def _evaluate_seq2seq(prog, args, model_dir, data, load_application):
+    """`keras-seq evaluate` of a general model directory on a TSV file: exact match, token error rate."""
+    from keras_seq.seq2seq.model import examples_from_pairs
+    from keras_seq.text import SourceTooLongError, read_pairs, sequence_scores
+
+    try:
+        app = load_application(model_dir)
+        examples = examples_from_pairs(read_pairs(data), app.target_split)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        return _fail(prog, str(e).splitlines()[0])
+    if args.limit:
+        examples = examples[: args.limit]
+    sources = [s for s, _ in examples]
+    method = "greedy" if args.greedy else "beam"
+    width = None if args.greedy else (args.beam_width or app.beam_width)
+    try:
+        app.encode(sources)
+    except SourceTooLongError as e:
+        return _fail(prog, f"{data}: {e}")
+    app.predict_tokens(sources[: args.batch_size], method=method, beam_width=width, batch_size=args.batch_size)
+    start = time.perf_counter()
+    results = app.predict_tokens(sources, method=method, beam_width=width, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    hyps = [r[0][0] for r in results]
+    scores = sequence_scores(hyps, [refs for _, refs in examples])
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.writelines(f"{s}\t{app.output(h)}\n" for s, h in zip(sources, hyps))
+    unit = "character" if app.target_split == "chars" else "token"
+    search = "greedy search" if args.greedy else f"beam search, width {width}"
+    print(f"model: {model_dir}")
+    print(f"data: {data} ({len(sources)} sources, {sum(len(r) for _, r in examples)} references)")
+    print(f"decoding: {search}, batch {args.batch_size}")
+    print(f"exact match: {100 * scores.exact_match:.2f}% ({scores.num_sequences - scores.sequence_errors}/"
+          f"{scores.num_sequences}); sequence error rate {100 * scores.error_rate:.2f}%")
+    print(f"{unit} error rate: {100 * scores.token_error_rate:.2f}% ({scores.token_edits}/{scores.reference_tokens} "
+          f"{unit}s)")
+    print(f"speed: {len(sources) / seconds:.1f} sources/s ({len(sources)} in {seconds:.2f} s)")
+    return 0
+
+
 def ensemble_main(argv):
     """`keras-seq ensemble DIR DIR ... --out DIR`; returns the exit code."""
-    from keras_seq.g2p.model import G2P
-
     parser = _combined_parser(
         "keras-seq ensemble",
-        "Combine trained G2P models into one model directory that decodes with all of them "
+        "Combine trained models (G2P or general) into one model directory that decodes with all of them "
         "(the mean of their log-probabilities); evaluate, export and serve it like any model.",
-        "G2P model directories (at least two, same vocabularies)",
+        "model directories (at least two, same vocabularies)",
     )
     return _combine_main(
-        "keras-seq ensemble", parser, argv, G2P.ensemble,
+        "keras-seq ensemble", parser, argv, lambda members: type(members[0]).ensemble(members),
         lambda g2p, args: f"{args.out}: an ensemble of {len(g2p.model.members)} encoder-decoders "
                           f"({g2p.model.count_params():,} weights)",
     )
@@ -223,16 +273,14 @@ def ensemble_main(argv):
 
 def average_main(argv):
     """`keras-seq average DIR DIR ... --out DIR`; returns the exit code."""
-    from keras_seq.g2p.model import G2P
-
     parser = _combined_parser(
         "keras-seq average",
-        "Average the weights of several G2P models of the same configuration, e.g. a run's last "
+        "Average the weights of several models of the same configuration, e.g. a run's last "
         "epochs (keras-seq train ... --keep-epochs N keeps them in OUT/epochs/), into one model directory.",
-        "G2P model directories (at least two, same model and vocabularies)",
+        "model directories (at least two, same model and vocabularies)",
     )
     return _combine_main(
-        "keras-seq average", parser, argv, G2P.average,
+        "keras-seq average", parser, argv, lambda members: type(members[0]).average(members),
         lambda g2p, args: f"{args.out}: the mean of the weights of {len(args.models)} models",
     )
 
@@ -246,8 +294,8 @@ def _combined_parser(prog, description, help_models):
 
 
 def _combine_main(prog, parser, argv, combine, summary):
-    """Loads the model directories of `argv`, combines them with `combine` (a list of G2Ps -> a
-    G2P), saves the result to --out and prints `summary(g2p, args)`; returns the exit code."""
+    """Loads the model directories of `argv`, combines them with `combine` (a list of models -> a
+    model), saves the result to --out and prints `summary(g2p, args)`; returns the exit code."""
     args = parser.parse_args(argv)
     if len(args.models) < 2:
         return _fail(prog, f"needs at least two models, got {len(args.models)}")
@@ -258,10 +306,13 @@ def _combine_main(prog, parser, argv, combine, summary):
         if not Path(model_dir).is_dir():
             return _fail(prog, f"no such directory: {model_dir}")
 
-    from keras_seq.g2p.model import G2P
+    from keras_seq.cli.predict import load_application
 
     try:
-        g2p = combine([G2P.load(model_dir) for model_dir in args.models])
+        members = [load_application(model_dir) for model_dir in args.models]
+        if len({type(m) for m in members}) > 1:
+            return _fail(prog, "the models are of different applications (G2P and general); combine models of one")
+        g2p = combine(members)
     except (FileNotFoundError, ValueError, OSError) as e:
         return _fail(prog, str(e).splitlines()[0])
     if args.beam_width:

@@ -29,7 +29,7 @@ class Seq2SeqConfig(TrainingConfig):
         "tanh", "LSTM/GRU candidate nonlinearity (the book's is sigmoid; tanh learns faster)", model=True)
     max_input_length: int = setting(64, "the most source tokens the model reads (longer sources are errors, "
                                     "and are left out of training with a message)", model=True, minimum=1)
-    epochs: int = setting(10, "total number of epochs (a resumed run counts those done)", minimum=1)
+    epochs: int = setting(20, "total number of epochs (a resumed run counts those done)", minimum=1)
     batch_size: int = setting(64, "global batch size (pairs per step)", minimum=1)
     learning_rate: float = setting(3e-3, "Adam's initial learning rate")
     dev_examples: Optional[int] = setting(500, "dev sources decoded for the dev scores each epoch (0: all)",
