@@ -79,14 +79,6 @@ def _add_training_args(p, defaults):
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
 
 
-def _strategy(args):
-    if args.strategy == "tpu" and args.tpu:
-        from keras_seq.distribute import make_strategy
-
-        return make_strategy("tpu", tpu=args.tpu)
-    return args.strategy
-
-
 def _train_kwargs(args):
     return dict(
         out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
@@ -94,7 +86,7 @@ def _train_kwargs(args):
         cell=args.cell, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
         bidirectional=not args.unidirectional, attention=args.attention, dropout=args.dropout,
         candidate_activation=args.candidate_activation, scheduled_sampling=args.scheduled_sampling,
-        beam_width=args.beam_width, resume=args.resume, seed=args.seed, strategy=_strategy(args),
+        beam_width=args.beam_width, resume=args.resume, seed=args.seed, strategy=args.strategy, tpu=args.tpu,
         precision=args.precision, verbose=args.verbose, dev_words=args.dev_words or None,
         lr_schedule=args.lr_schedule, checkpoint_steps=args.checkpoint_steps, overwrite=args.overwrite,
         static_shapes=args.static_shapes, context_every_step=args.context_every_step,
@@ -135,6 +127,7 @@ def train_main(argv):
     if not 0.0 <= args.dropout < 1.0:
         return _fail(prog, f"--dropout must be in [0, 1), got {args.dropout}")
 
+    from keras_seq.distribute import EXIT_STALLED, WorkerStalledError
     from keras_seq.g2p.data import reverse_task
     from keras_seq.g2p.train import train
 
@@ -150,6 +143,12 @@ def train_main(argv):
         g2p = train(train_source, dev_source, **kwargs)
     except (FileNotFoundError, ValueError, UnicodeDecodeError) as e:  # RunExistsError is a ValueError
         return _fail(prog, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except WorkerStalledError as e:
+        # A peer died: TensorFlow's shutdown may wait on it forever, so end the process here.
+        print(f"\n{prog}: error: {e}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_STALLED)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130

@@ -491,6 +491,7 @@ def train(
     static_shapes=False,
     context_every_step=False,
     keep_epochs=0,
+    tpu=None,
 ) -> G2P:
     """Trains a G2P encoder-decoder with `model.fit`; returns the G2P of the best dev epoch.
 
@@ -510,7 +511,7 @@ def train(
         beam_width: The saved model's default beam width.
         resume: Continue the run in `out_dir` from its backup.
         seed: Seeds Python, NumPy, TensorFlow and the data shuffling.
-        strategy: None/"default", "mirrored", or a `tf.distribute.Strategy`.
+        strategy: A name of `STRATEGIES` (None: "default").
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         max_train_words: Train on at most this many words (a fixed seeded sample).
         verbose: `model.fit` verbosity (1: progress bar, 2: one line per epoch, 0: silent).
@@ -527,6 +528,8 @@ def train(
         context_every_step: `EncoderDecoder`'s option: the context also enters every decoder step.
         keep_epochs: Also keep the model directories of the last this many epochs in
             `out_dir/epochs/epoch-N` (for checkpoint averaging: `G2P.average`, `keras-seq average`).
+        tpu: For strategy "tpu": the `TPUClusterResolver`'s tpu (a name or ``grpc://`` address;
+            None: this VM's TPU).
 
     Returns:
         The trained `G2P` (weights of the epoch with the best dev WER).
@@ -572,7 +575,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(seed)
-    distribution = make_strategy(strategy)
+    distribution = _distribute.make_strategy(strategy, tpu=tpu)
     if batch_size % distribution.num_replicas_in_sync:
         raise ValueError(
             f"the global batch size {batch_size} does not split evenly across "
