@@ -216,7 +216,7 @@ def runs(tmp_path_factory):
     r["resumed"] = Run(tmp, "resumed", dict(kill_cfg, out=killed.cfg["out"], resume=True))
     # A worker that dies: the other one must stop with a clear error, bounded in time.
     dead = _workers(tmp, "dead", 2, dict(SMALL, epochs=3, strategy="multiworker", checkpoint_steps=2, sleep=0.3, cli=True),
-                    {"KERAS_SEQ_STEP_TIMEOUT": "20"})
+                    {"KERAS_SEQ_STEP_TIMEOUT": "40"})  # first steps: 120 s (they start while the others train)
     _wait_for_checkpoint(tmp / "dead" / "backup" / "training_metadata.json", dead[0].proc, min_step=2)
     dead[1].proc.send_signal(signal.SIGKILL)
     r["dead_killed_at"] = time.time()
