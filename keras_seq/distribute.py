@@ -2,40 +2,49 @@
 
 The pieces `keras_seq.g2p.train` (and any keras-seq training script) uses:
 
-- `make_strategy(name, tpu=None)`: the `tf.distribute.Strategy` for ``"default"`` (one device),
-  ``"mirrored"`` (`MirroredStrategy` over the visible GPUs, or over logical CPU devices made with
-  `tf.config.set_logical_device_configuration`), ``"multiworker"``
+- `make_strategy(name, tpu=None)`: the `tf.distribute.Strategy` for a name of `STRATEGIES`:
+  ``"default"`` (one device), ``"mirrored"`` (`MirroredStrategy` over the visible GPUs, or over
+  logical CPU devices made with `tf.config.set_logical_device_configuration`), ``"multiworker"``
   (`MultiWorkerMirroredStrategy`, the cluster from the ``TF_CONFIG`` environment variable) and
   ``"tpu"`` (`TPUStrategy` over a `TPUClusterResolver(tpu=...)`). Create it at the start of the
   program: `MultiWorkerMirroredStrategy` must configure the collectives before TensorFlow runs
-  any op. On the JAX backend, `make_strategy` returns None and `jax_distribution()` gives
-  `keras.distribution.DataParallel` over the local devices when there are several.
+  any op. A strategy is passed one way: configuration (`worker_dir`, `make_strategy`, the CLI,
+  `keras_seq.g2p.train.train`) names it; only the training loop (`fit`) gets the object. On the
+  JAX backend, `make_strategy` gives a small stand-in with ``num_replicas_in_sync`` and
+  ``scope()`` backed by `jax_distribution()`: `keras.distribution.DataParallel` over the local
+  devices when there are several.
 - `fit(model, strategy, dataset, ...)`: `model.fit` for the default, mirrored and TPU strategies
-  and on JAX; the custom training loop `custom_fit` for ``MultiWorkerMirroredStrategy``, where
+  and on JAX; the custom training loop `DistributedFit` for ``MultiWorkerMirroredStrategy``, where
   `model.fit` fails in Keras 3.15 (keras-team/keras#20585, ``Attempt to convert a value
   (PerReplica:...) to a Tensor`` in the metrics update of the multi-worker train step).
-- `custom_fit`: a training step run with `strategy.run` over
-  `strategy.experimental_distribute_dataset` (the dataset auto-sharded across workers by
-  tf.data: each global batch is split across all replicas), the loss a *sum* over each
-  replica's (unmasked) elements divided by the global count of elements (all-reduced), so the
-  summed gradients are those of the global batch's mean loss, exactly as on one device. It runs
-  the same Keras callbacks as `fit` (Epoch N/M lines and the `Progbar`, History, learning-rate
+- `DistributedFit` (``custom_fit(...)`` is ``DistributedFit(...).run()``): a training step run
+  with `strategy.run` over `strategy.experimental_distribute_dataset` (the dataset auto-sharded
+  across workers by tf.data: each global batch is split across all replicas), the loss a *sum*
+  over each replica's (unmasked) elements divided by the global count of elements
+  (all-reduced), so the summed gradients are those of the global batch's mean loss, exactly as
+  on one device. Its methods are the named steps: `set_up`, `restore_checkpoint`,
+  `train_epoch`, `train_step`, `evaluate`, `save_checkpoint`, `end_epoch`. It runs the same
+  Keras callbacks as `fit` (Epoch N/M lines and the `Progbar`, History, learning-rate
   schedules, ...) and replaces `keras.callbacks.BackupAndRestore` callbacks by its own
   checkpoints, written to the same files (``latest.weights.h5`` and
   ``training_metadata.json`` in the backup directory), atomically (a temporary file, then
   `os.replace`), by the chief only, every ``save_freq`` steps and at every epoch end. Unlike
-  `fit` (which restarts an interrupted epoch from its start), a resumed `custom_fit` continues
-  *inside* the epoch: it replays the data order (one iterator creation per finished epoch
-  advances the tf.data shuffle seed as the uninterrupted run did) and skips the batches already
-  trained on, so an interrupted and resumed run ends with the weights of an uninterrupted one.
-  A dead worker makes the others fail, not hang: a collective that fails (a peer's connection
-  reset, a lost heartbeat) ends the process with a one-line message and exit code
-  `EXIT_STALLED` (TensorFlow cannot run collectives after that, and its shutdown would wait on
-  the dead peer), and a watchdog does the same when no step finishes within ``step_timeout``
-  seconds (a peer that hangs, or vanishes without closing its connections).
-- `worker_dir(out_dir)`: where this process writes: the run directory on the chief, a
-  ``.worker-N`` subdirectory on the other workers (TensorFlow's convention: every worker runs the
-  same code; only the chief's files are the run's).
+  `fit` (which restarts an interrupted epoch from its start), a resumed `DistributedFit`
+  continues *inside* the epoch: it replays the data order (one iterator creation per finished
+  epoch advances the tf.data shuffle seed as the uninterrupted run did) and skips the batches
+  already trained on, so an interrupted and resumed run ends with the weights of an
+  uninterrupted one.
+- A dead worker makes the others fail, not hang: a collective that fails (a peer's connection
+  reset, a lost heartbeat) raises `WorkerStalledError` with a one-line message, and so does a
+  watchdog thread when no step finishes within ``step_timeout`` seconds (a peer that hangs, or
+  vanishes without closing its connections; `_Watchdog` says how a thread makes the main thread
+  raise: it aborts the collectives the step waits on). TensorFlow cannot run collectives in
+  the process after that, and its shutdown may wait on the dead peer, so the library raises and
+  the program ends the process: the CLI prints the line and exits at once (`os._exit`) with
+  `EXIT_STALLED`; restart all workers with ``--resume``.
+- `worker_dir(out_dir, strategy_name)`: where this process writes: the run directory on the
+  chief, a ``.worker-N`` subdirectory on the other workers (TensorFlow's convention: every
+  worker runs the same code; only the chief's files are the run's).
 
 TPU constraints (the ``"tpu"`` path cannot run here): every batch must have one static shape
 (``static_shapes=True`` in `keras_seq.g2p.train`: padded batches, ``drop_remainder=True``), no
@@ -46,9 +55,9 @@ Python control flow on tensor values in ``call`` (the keras-seq layers loop with
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -64,6 +73,7 @@ __all__ = [
     "worker_dir",
     "chief_dir",
     "fit",
+    "DistributedFit",
     "custom_fit",
     "jax_distribution",
     "check_tpu_constraints",
@@ -77,7 +87,8 @@ _METADATA, _WEIGHTS = "training_metadata.json", "latest.weights.h5"
 
 
 class WorkerStalledError(RuntimeError):
-    """No training step finished in time (a worker died or the cluster cannot be reached)."""
+    """A worker died or cannot be reached: a collective failed, or no training step finished in
+    time. The process cannot train on; a program ends it with `EXIT_STALLED`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,16 +108,20 @@ def task_info():
 
 
 def make_strategy(name=None, tpu=None, *, collective_timeout=None):
-    """The `tf.distribute.Strategy` for a name (a strategy object is returned as is).
+    """The `tf.distribute.Strategy` for a strategy name.
+
+    Configuration (the CLI, `keras_seq.g2p.train.train`, `worker_dir`) names a strategy; the
+    object made here once, at the start of the program, is what the training loop gets.
 
     Args:
-        name: None or "default" (`tf.distribute.get_strategy()`, one device), "mirrored",
-            "multiworker" (cluster from ``TF_CONFIG``; without it, one local worker) or "tpu".
+        name: One of `STRATEGIES`: "default" (or None: `tf.distribute.get_strategy()`, one
+            device), "mirrored", "multiworker" (cluster from ``TF_CONFIG``; without it, one
+            local worker) or "tpu".
         tpu: For "tpu": the `TPUClusterResolver` argument (a TPU name, a ``grpc://`` address,
             or None/"" for the TPU of this VM / Colab / Cloud TPU environment).
         collective_timeout: For "multiworker": seconds after which a collective operation
             fails (`CommunicationOptions(timeout_seconds=...)`); None: no collective timeout
-            (the watchdog of `custom_fit` bounds a stalled run instead: a collective timeout
+            (the watchdog of `DistributedFit` bounds a stalled run instead: a collective timeout
             shorter than a peer's first XLA compilation fails healthy runs).
 
     On the JAX backend there is no `tf.distribute`: "default" and "mirrored" give a small
@@ -115,14 +130,13 @@ def make_strategy(name=None, tpu=None, *, collective_timeout=None):
     there are several (the scope sets it as the global distribution: variables replicated, each
     batch split across the devices); "multiworker" and "tpu" raise ValueError.
     """
+    name = _strategy_name(name)
     if keras.backend.backend() == "jax":
         return _jax_strategy(name)
     import tensorflow as tf
 
-    if name is None or name == "default":
+    if name == "default":
         return tf.distribute.get_strategy()
-    if isinstance(name, tf.distribute.Strategy):
-        return name
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
@@ -131,12 +145,22 @@ def make_strategy(name=None, tpu=None, *, collective_timeout=None):
             timeout_seconds=collective_timeout,
         )
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")  # "tpu"
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _strategy_name(name):
+    """`name` checked against `STRATEGIES` (None: "default")."""
+    if name is None:
+        return "default"
+    if not isinstance(name, str):
+        raise TypeError(f"a strategy is named by a string ({', '.join(STRATEGIES)}), got {type(name).__name__}; "
+                        "make_strategy(name) makes the object that fit takes")
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
+    return name
 
 
 def is_multiworker(strategy):
@@ -149,9 +173,10 @@ def is_multiworker(strategy):
 
 def worker_dir(out_dir, strategy_name=None):
     """The directory this process writes a run to: `out_dir` itself on the chief (and without
-    ``TF_CONFIG``), ``out_dir/.worker-N`` on the other workers of a multi-worker run."""
+    ``TF_CONFIG``), ``out_dir/.worker-N`` on the other workers of a multi-worker run
+    (`strategy_name` "multiworker"; a name of `STRATEGIES`, None: "default")."""
     out_dir = Path(out_dir)
-    if strategy_name != "multiworker":
+    if _strategy_name(strategy_name) != "multiworker":
         return out_dir
     _, task_id, _, chief = task_info()
     return out_dir if chief else out_dir / f"{WORKER_DIR_PREFIX}{task_id}"
@@ -181,7 +206,7 @@ class _KerasDistributionStrategy:
 
 
 def _jax_strategy(name):
-    if name not in (None, "default", "mirrored"):
+    if name not in ("default", "mirrored"):
         raise ValueError(f"strategy {name!r} needs the TensorFlow backend; on JAX use 'default' or "
                          "'mirrored' (keras.distribution.DataParallel over the local devices)")
     return _KerasDistributionStrategy(jax_distribution())
@@ -202,8 +227,9 @@ def jax_distribution():
 
 def fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=None, verbose=1,
         loop=None, step_timeout=None):
-    """Trains `model` (compiled under `strategy.scope()`): `model.fit`, or `custom_fit` for a
-    `MultiWorkerMirroredStrategy` (or ``loop="custom"``). Returns the History."""
+    """Trains `model` (compiled under `strategy.scope()`, the object of `make_strategy`):
+    `model.fit`, or `DistributedFit` for a `MultiWorkerMirroredStrategy` (or ``loop="custom"``).
+    Returns the History; raises `WorkerStalledError` (see `DistributedFit`)."""
     if loop is None:
         loop = "custom" if is_multiworker(strategy) else "fit"
     if loop == "fit":
@@ -282,14 +308,36 @@ class _Checkpoints:
 
 
 class _Watchdog:
-    """Ends the process (exit code `EXIT_STALLED`) when `beat()` is not called for `timeout` s."""
+    """Makes the training loop raise `WorkerStalledError` when `beat()` is not called for
+    `timeout` seconds (`first_timeout` after `start()` and `relax()`).
 
-    def __init__(self, timeout, what="a training step"):
+    A thread cannot raise in another one, so the watchdog thread, when the limit passes:
+
+    1. records the one-line message (``error``); the main thread raises `WorkerStalledError`
+       with it at its next `beat()`, `relax()` or `check()` (every step boundary of the loop);
+    2. calls `on_stall` (the loop passes `_abort_collectives` under a multi-worker strategy,
+       what `MultiWorkerMirroredStrategy`'s own peer health check does): a step blocked in an
+       all-reduce that waits for a dead peer fails at once, and the loop turns that error into
+       `WorkerStalledError` with the recorded message;
+    3. if the main thread has not stopped the watchdog within `grace` seconds (it is busy in
+       Python code, a callback for instance), calls `_thread.interrupt_main()`: a
+       KeyboardInterrupt at its next Python instruction, which the loop also turns into
+       `WorkerStalledError`.
+
+    A main thread blocked in native code other than a collective is not reached. Ending the
+    process (TensorFlow's shutdown may wait on the dead peer) is the caller's decision: the CLI
+    maps `WorkerStalledError` to the exit code `EXIT_STALLED`.
+    """
+
+    def __init__(self, timeout, what="a training step", *, on_stall=None, grace=10.0):
         self.timeout, self.what = timeout, what
+        self.on_stall, self.grace = on_stall, grace
+        self.error = None  # the one-line message, once the limit has passed
+        self.limit = self.first_timeout = timeout
         self._last = time.monotonic()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = None
-        self.limit = timeout
 
     def start(self, first_timeout=None):
         if not self.timeout:
@@ -302,34 +350,60 @@ class _Watchdog:
 
     def relax(self):
         """Restarts the clock with the first-step allowance (epoch ends: callbacks, tracing)."""
+        self.check()
         self._last = time.monotonic()
-        self.limit = max(self.limit, getattr(self, "first_timeout", self.timeout) or 0)
+        self.limit = max(self.limit, self.first_timeout or 0)
 
     def beat(self):
+        """A step finished: restarts the clock with the step limit."""
+        self.check()
         self._last = time.monotonic()
         self.limit = self.timeout
 
+    def check(self):
+        """Raises `WorkerStalledError` once the limit has passed."""
+        if self.error is not None:
+            raise WorkerStalledError(self.error)
+
     def stop(self):
-        self._stop.set()
+        """Stops the thread; it interrupts the main thread no more after this returns."""
+        with self._lock:
+            self._stop.set()
 
     def _run(self):
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(min(0.5, self.timeout / 4)):
             waited = time.monotonic() - self._last
             if waited > self.limit:
-                _, task_id, workers, _ = task_info()
-                print(
-                    f"\nkeras-seq: error: {self.what} did not finish in {waited:.0f} s (limit "
-                    f"{self.limit:.0f} s; worker {task_id} of {workers}): a worker has probably "
-                    "died or cannot be reached. Stopping; restart all workers with --resume to "
-                    "continue from the last checkpoint.",
-                    file=sys.stderr, flush=True,
-                )
-                os._exit(EXIT_STALLED)
+                break
+        else:
+            return
+        _, task_id, workers, _ = task_info()
+        self.error = (
+            f"{self.what} did not finish in {waited:.0f} s (limit {self.limit:.0f} s; worker {task_id} "
+            f"of {workers}): a worker has probably died or cannot be reached. Stopping; restart all "
+            "workers with --resume to continue from the last checkpoint."
+        )
+        if self.on_stall is not None:
+            self.on_stall(self.error)
+        if self._stop.wait(self.grace):
+            return
+        with self._lock:
+            if not self._stop.is_set():
+                _thread.interrupt_main()
 
 
-def custom_fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=None, verbose=1,
-               step_timeout=None, first_step_timeout=None):
-    """`model.fit`'s job with a `strategy.run` training step (see the module docstring).
+def _abort_collectives(message):
+    """Makes running and later collective operations of this process fail (UnavailableError)."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    context.context().abort_collective_ops(tf.errors.UNAVAILABLE, message)
+
+
+class DistributedFit:
+    """`model.fit`'s job with a `strategy.run` training step, in named steps (see the module
+    docstring): `set_up`, `restore_checkpoint`, `train_epoch` (of `train_step`s), `evaluate`,
+    `save_checkpoint`, `end_epoch`; `run` calls them in order and returns the History.
 
     Args:
         model: A Keras model compiled under ``strategy.scope()`` with a `keras.losses.Loss`.
@@ -341,159 +415,253 @@ def custom_fit(model, strategy, dataset, *, epochs, validation_data=None, callba
         callbacks: Keras callbacks; `BackupAndRestore` ones become this loop's checkpoints (their
             ``backup_dir`` and ``save_freq``, plus every epoch end).
         verbose: 0, 1 (progress bar) or 2 (one line per epoch), as `fit`.
-        step_timeout: Seconds a step (or a validation pass) may take before the process ends
-            with `EXIT_STALLED` (env ``KERAS_SEQ_STEP_TIMEOUT``; default 600; 0 disables it).
+        step_timeout: Seconds a step (or a validation pass) may take before the loop raises
+            `WorkerStalledError` (env ``KERAS_SEQ_STEP_TIMEOUT``; default 600; 0 disables it).
         first_step_timeout: The same for the first step of each epoch, which also traces and
             compiles (default: 3 x step_timeout).
 
-    Returns:
-        A `keras.callbacks.History`; ``history.checkpoint_seconds`` lists the save times.
+    Raises (from `run`):
+        WorkerStalledError: A collective failed under a multi-worker strategy (a peer died), or
+            the watchdog saw no step finish in time. The process cannot run collectives any
+            more and TensorFlow's shutdown may wait on the dead peer: end it (the CLI exits with
+            `EXIT_STALLED`) and restart all workers with resume.
+
+    Example:
+
+        loop = DistributedFit(model, strategy, train_ds, epochs=3, callbacks=[backup])
+        history = loop.run()
     """
-    import tensorflow as tf
-    from keras import ops
 
-    if step_timeout is None:
-        step_timeout = float(os.environ.get("KERAS_SEQ_STEP_TIMEOUT", 600))
-    first_step_timeout = first_step_timeout or 3 * step_timeout
-    callbacks = list(callbacks or [])
-    backups = [c for c in callbacks if isinstance(c, keras.callbacks.BackupAndRestore)]
-    others = [c for c in callbacks if not isinstance(c, keras.callbacks.BackupAndRestore)]
-    _, _, _, is_chief = task_info() if is_multiworker(strategy) else (None, 0, 1, True)
-    checkpoints = None
-    if backups:
-        b = backups[0]
-        checkpoints = _Checkpoints(b.backup_dir, b.save_freq, is_chief)
+    def __init__(self, model, strategy, dataset, *, epochs, validation_data=None, callbacks=None, verbose=1,
+                 step_timeout=None, first_step_timeout=None):
+        self.model, self.strategy, self.dataset = model, strategy, dataset
+        self.epochs, self.validation_data, self.verbose = epochs, validation_data, verbose
+        if step_timeout is None:
+            step_timeout = float(os.environ.get("KERAS_SEQ_STEP_TIMEOUT", 600))
+        self.step_timeout = step_timeout
+        self.first_step_timeout = first_step_timeout or 3 * step_timeout
+        callbacks = list(callbacks or [])
+        backups = [c for c in callbacks if isinstance(c, keras.callbacks.BackupAndRestore)]
+        self.user_callbacks = [c for c in callbacks if not isinstance(c, keras.callbacks.BackupAndRestore)]
+        self.multiworker = is_multiworker(strategy)
+        is_chief = task_info()[3] if self.multiworker else True
+        self.checkpoints = None
+        if backups:
+            self.checkpoints = _Checkpoints(backups[0].backup_dir, backups[0].save_freq, is_chief)
+        self.watchdog = _Watchdog(step_timeout, on_stall=_abort_collectives if self.multiworker else None)
+        self.global_step = 0
 
-    optimizer = model.optimizer
-    loss_fn = _per_element_loss(model.loss)
-    replicas = strategy.num_replicas_in_sync
-    with strategy.scope():
-        if not model.built:
-            x0, _ = next(iter(dataset.take(1)))
-            model(x0)
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
+    # -- the loop ------------------------------------------------------------------------------
 
-    dist_train = strategy.experimental_distribute_dataset(dataset)
-    dist_val = strategy.experimental_distribute_dataset(validation_data) if validation_data is not None else None
+    def run(self):
+        """Trains `epochs` epochs (from the checkpoint, if any); returns the History."""
+        self.set_up()
+        initial_epoch, skip_steps = self.restore_checkpoint()
+        self.model.stop_training = False
+        self.watchdog.start(self.first_step_timeout)
+        self.callbacks.on_train_begin()
+        logs, epoch = {}, initial_epoch
+        try:
+            try:
+                # One iterator per finished epoch: the shuffle order of epoch k is that of the
+                # uninterrupted run (tf.data draws a new shuffle seed at each iterator creation).
+                for _ in range(initial_epoch):
+                    iter(self.dist_train)
+                for epoch in range(initial_epoch, self.epochs):
+                    logs = self.train_epoch(epoch, skip_steps if epoch == initial_epoch else 0)
+                    if self.model.stop_training:
+                        break
+            finally:
+                self.watchdog.stop()
+        except BaseException as e:
+            stalled = self._stalled_error(e, epoch)
+            if stalled is None:
+                raise
+            raise stalled from e
+        self.callbacks.on_train_end(logs)
+        history = self.model.history
+        history.checkpoint_seconds = self.checkpoints.seconds if self.checkpoints is not None else []
+        return history
 
-    def losses(x, y, training):
-        y_pred = model(x, training=training)
-        values, weights = loss_fn(y, y_pred)
+    def set_up(self):
+        """Builds the model and optimizer, distributes the datasets, wraps the steps in
+        `tf.function`s and creates the callbacks (with History and the progress bar)."""
+        import tensorflow as tf
+
+        strategy, model = self.strategy, self.model
+        self.loss_fn = _per_element_loss(model.loss)
+        with strategy.scope():
+            if not model.built:
+                x0, _ = next(iter(self.dataset.take(1)))
+                model(x0)
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+        self.dist_train = strategy.experimental_distribute_dataset(self.dataset)
+        self.dist_val = None
+        self._eval_step = None
+        if self.validation_data is not None:
+            self.dist_val = strategy.experimental_distribute_dataset(self.validation_data)
+            self._eval_step = tf.function(self._eval_on, input_signature=list(self.dist_val.element_spec),
+                                          reduce_retracing=True)
+        self._train_step = tf.function(self._train_on_next)
+        self.callbacks = keras.callbacks.CallbackList(
+            self.user_callbacks, add_history=True, add_progbar=self.verbose != 0, verbose=self.verbose,
+            epochs=self.epochs, steps=None, model=model,
+        )
+
+    def restore_checkpoint(self):
+        """Loads the last checkpoint (every worker, from the chief's files); returns
+        ``(epoch, steps done in it)`` to resume from, ``(0, 0)`` without one."""
+        if self.checkpoints is None:
+            return 0, 0
+        with self.strategy.scope():
+            epoch, steps, self.global_step = self.checkpoints.load(self.model)
+        return epoch, steps
+
+    def train_epoch(self, epoch, skip_steps=0):
+        """One epoch: its callbacks, the steps (after skipping `skip_steps` batches already
+        trained on), checkpoints every ``save_freq`` steps, validation; returns its logs."""
+        self.callbacks.on_epoch_begin(epoch)
+        iterator = iter(self.dist_train)
+        step = 0
+        for _ in range(skip_steps):
+            next(iterator)  # batches trained on before the interruption
+            step += 1
+        total, count, logs = 0.0, 0.0, {}
+        self.watchdog.relax()
+        while True:
+            self.callbacks.on_train_batch_begin(step)
+            result = self.train_step(iterator)
+            if result is None:
+                break
+            total, count = total + result[0], count + result[1]
+            step += 1
+            self.global_step += 1
+            logs = {"loss": total / max(count, 1.0)}
+            self.callbacks.on_train_batch_end(step - 1, logs)
+            freq = self.checkpoints.save_freq if self.checkpoints is not None else None
+            if freq and self.global_step % freq == 0:
+                self.save_checkpoint(epoch, step)
+            if self.model.stop_training:
+                break
+        if self.dist_val is not None:
+            logs["val_loss"] = self.evaluate()
+        self.save_checkpoint(epoch + 1, 0)
+        self.end_epoch(epoch, logs)
+        return logs
+
+    def train_step(self, iterator):
+        """Trains on the next global batch; returns ``(loss sum, element count)`` over all
+        replicas as floats, or None at the end of the data."""
+        import tensorflow as tf
+
+        try:
+            total, count = self._train_step(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return None
+        result = float(total), float(count)
+        self.watchdog.beat()
+        return result
+
+    def evaluate(self):
+        """The validation loss: the global mean over the unmasked elements of `validation_data`."""
+        self.watchdog.relax()
+        total, count = 0.0, 0.0
+        for x, y in self.dist_val:
+            s, c = self._eval_step(x, y)
+            total, count = total + float(s), count + float(c)
+            self.watchdog.beat()
+        return total / max(count, 1.0)
+
+    def save_checkpoint(self, epoch, steps_in_epoch):
+        """Writes the checkpoint (``steps_in_epoch`` steps of ``epoch`` done), if there are backups."""
+        if self.checkpoints is not None:
+            self.checkpoints.save(self.model, epoch, steps_in_epoch, self.global_step)
+
+    def end_epoch(self, epoch, logs):
+        """Adds the learning rate to `logs` and runs the epoch-end callbacks (with the
+        first-step allowance: they may decode, save models, trace)."""
+        from keras import ops
+
+        logs["learning_rate"] = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.watchdog.relax()
+        self.callbacks.on_epoch_end(epoch, logs)
+        self.watchdog.relax()
+
+    # -- inside the tf.functions -----------------------------------------------------------------
+
+    def _losses(self, x, y, training):
+        from keras import ops
+
+        values, weights = self.loss_fn(y, self.model(x, training=training))
         return ops.sum(values), ops.sum(weights)
 
-    def replica_train(x, y):
+    def _replica_train(self, x, y):
+        import tensorflow as tf
+        from keras import ops
+
+        model, optimizer = self.model, self.model.optimizer
         ctx = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            total, count = losses(x, y, True)
+            total, count = self._losses(x, y, True)
             global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
             loss = total / ops.maximum(global_count, 1.0)
             if model.losses:
-                loss = loss + ops.sum(model.losses) / replicas
+                loss = loss + ops.sum(model.losses) / self.strategy.num_replicas_in_sync
             scaled = optimizer.scale_loss(loss)
         variables = model.trainable_variables
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))  # sums the replicas' gradients
         return total, count
 
-    def replica_eval(x, y):
-        return losses(x, y, False)
+    def _replica_eval(self, x, y):
+        return self._losses(x, y, False)
 
-    def reduced(fn, x, y):
-        total, count = strategy.run(fn, args=(x, y))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+    def _reduced(self, fn, x, y):
+        import tensorflow as tf
 
-    def train_on_next(iterator):
+        total, count = self.strategy.run(fn, args=(x, y))
+        return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
+                self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+
+    def _train_on_next(self, iterator):
         # The batch is taken inside the function (as Keras's own train function does): no
         # Python round trip of the per-replica values; one trace for every batch shape.
         x, y = next(iterator)
-        return reduced(replica_train, x, y)
+        return self._reduced(self._replica_train, x, y)
 
-    train_step = tf.function(train_on_next)
-    eval_step = None
-    if dist_val is not None:
-        eval_step = tf.function(lambda x, y: reduced(replica_eval, x, y),
-                                input_signature=list(dist_val.element_spec), reduce_retracing=True)
+    def _eval_on(self, x, y):
+        return self._reduced(self._replica_eval, x, y)
 
-    callback_list = keras.callbacks.CallbackList(
-        others, add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs,
-        steps=None, model=model,
-    )
-    initial_epoch, skip_steps, global_step = 0, 0, 0
-    if checkpoints is not None:
-        with strategy.scope():
-            initial_epoch, skip_steps, global_step = checkpoints.load(model)
-    model.stop_training = False
-    watchdog = _Watchdog(step_timeout).start(first_step_timeout)
-    callback_list.on_train_begin()
-    logs, epoch = {}, initial_epoch
-    try:
-        # One iterator per finished epoch: the shuffle order of epoch k is that of the
-        # uninterrupted run (tf.data draws a new shuffle seed at each iterator creation).
-        for _ in range(initial_epoch):
-            iter(dist_train)
-        for epoch in range(initial_epoch, epochs):
-            callback_list.on_epoch_begin(epoch)
-            iterator = iter(dist_train)
-            step = 0
-            for _ in range(skip_steps if epoch == initial_epoch else 0):
-                next(iterator)  # batches trained on before the interruption
-                step += 1
-            total, count = 0.0, 0.0
-            watchdog.relax()
-            while True:
-                callback_list.on_train_batch_begin(step)
-                try:
-                    s, c = train_step(iterator)
-                except (StopIteration, tf.errors.OutOfRangeError):
-                    break
-                total, count = total + float(s), count + float(c)
-                watchdog.beat()
-                step += 1
-                global_step += 1
-                logs = {"loss": total / max(count, 1.0)}
-                callback_list.on_train_batch_end(step - 1, logs)
-                if checkpoints is not None and checkpoints.save_freq and global_step % checkpoints.save_freq == 0:
-                    checkpoints.save(model, epoch, step, global_step)
-                if model.stop_training:
-                    break
-            logs = {"loss": total / max(count, 1.0)} if count else dict(logs)
-            if eval_step is not None:
-                watchdog.relax()
-                v_total, v_count = 0.0, 0.0
-                for x, y in dist_val:
-                    s, c = eval_step(x, y)
-                    v_total, v_count = v_total + float(s), v_count + float(c)
-                    watchdog.beat()
-                logs["val_loss"] = v_total / max(v_count, 1.0)
-            if checkpoints is not None:
-                checkpoints.save(model, epoch + 1, 0, global_step)
-            logs["learning_rate"] = float(ops.convert_to_numpy(optimizer.learning_rate))
-            watchdog.relax()
-            callback_list.on_epoch_end(epoch, logs)
-            watchdog.relax()
-            if model.stop_training:
-                break
-    except _collective_errors() as e:
-        if not is_multiworker(strategy):
-            raise
-        # A peer died (connection reset, heartbeat lost, ...). TensorFlow cannot run collectives
-        # in this process any more ("Restart your program to reset"), and its shutdown would wait
-        # on the dead peer: report and end the process.
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        _, task_id, workers, _ = task_info()
-        print(f"\nkeras-seq: error: worker {task_id} of {workers} lost the cluster "
-              f"({type(e).__name__}: {first}) in epoch {epoch + 1}: a worker has died or cannot be "
-              "reached. Stopping; restart all workers with --resume to continue from the last "
-              "checkpoint.", file=sys.stderr, flush=True)
-        os._exit(EXIT_STALLED)
-    finally:
-        watchdog.stop()
-    callback_list.on_train_end(logs)
-    history = model.history
-    history.checkpoint_seconds = checkpoints.seconds if checkpoints is not None else []
-    return history
+    # -- failures ----------------------------------------------------------------------------------
+
+    def _stalled_error(self, error, epoch):
+        """The `WorkerStalledError` that `error` (raised in the loop) stands for, or None."""
+        if isinstance(error, WorkerStalledError):
+            return error
+        if self.watchdog.error is not None and isinstance(error, (Exception, KeyboardInterrupt)):
+            # After the watchdog fired: its KeyboardInterrupt, or a failure of the aborted collectives.
+            return WorkerStalledError(self.watchdog.error)
+        if self.multiworker and isinstance(error, _collective_errors()):
+            # A peer died (connection reset, heartbeat lost, ...): TensorFlow cannot run
+            # collectives in this process any more ("Restart your program to reset").
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            _, task_id, workers, _ = task_info()
+            return WorkerStalledError(
+                f"worker {task_id} of {workers} lost the cluster ({type(error).__name__}: {first}) in epoch "
+                f"{epoch + 1}: a worker has died or cannot be reached. Stopping; restart all workers with "
+                "--resume to continue from the last checkpoint."
+            )
+        return None
+
+
+def custom_fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=None, verbose=1,
+               step_timeout=None, first_step_timeout=None):
+    """``DistributedFit(...).run()``: see `DistributedFit` for the arguments; returns the History
+    (``history.checkpoint_seconds`` lists the save times). Raises `WorkerStalledError`."""
+    return DistributedFit(model, strategy, dataset, epochs=epochs, validation_data=validation_data,
+                          callbacks=callbacks, verbose=verbose, step_timeout=step_timeout,
+                          first_step_timeout=first_step_timeout).run()
 
 
 def _collective_errors():

@@ -13,7 +13,8 @@ rate. The runs:
     bf16      1 device, mixed_bfloat16
     jax       KERAS_BACKEND=jax, 2 host devices: keras.distribution.DataParallel
     kill      custom loop, SIGKILLed mid-epoch, then resumed; and its uninterrupted twin
-    dead      2 workers, one SIGKILLed: the other must stop with a clear error
+    dead      2 workers, one SIGKILLed: the other must stop with a clear error and EXIT_STALLED
+              (run through the CLI's `train_main`, which maps WorkerStalledError to the exit code)
 
 Slow tests (``-m slow``) add: restarting both workers after a death resumes from the chief's
 checkpoint and finishes; two epochs with a mid-epoch kill of a 2-worker run.
@@ -45,6 +46,7 @@ if cfg.get("devices", 1) > 1 and os.environ.get("KERAS_BACKEND", "tensorflow") =
 import numpy as np
 import keras
 from keras_seq.g2p.data import reverse_task
+import keras_seq.g2p.train as g2p_train
 import keras_seq.training.loop as training_loop
 from keras_seq.g2p.train import train
 
@@ -65,14 +67,26 @@ class Steps(keras.callbacks.Callback):  # one line per step: epoch, step, loss
     def on_train_batch_end(self, batch, logs=None):
         print("STEP", self.epoch, batch, logs.get("loss"), flush=True)
 
+def run(*args, **kwargs):
+    return train(reverse_task(cfg.get("words", 256), 4, 4, seed=0), reverse_task(32, 4, 4, seed=1), out_dir=cfg["out"],
+                 epochs=cfg.get("epochs", 1), batch_size=cfg.get("batch", 32), units=16, embedding_dim=8,
+                 strategy=cfg.get("strategy"), precision=cfg.get("precision", "float32"), verbose=2,
+                 static_shapes=True, overwrite=not cfg.get("resume"), resume=cfg.get("resume", False),
+                 checkpoint_steps=cfg.get("checkpoint_steps"), dev_words=cfg.get("dev_words", 0), clipnorm=None,
+                 lr_schedule="constant", learning_rate=cfg.get("lr", 1e-2), seed=0,
+                 callbacks=[Slow(), Steps()])
+
 t = time.time()
-g = train(reverse_task(cfg.get("words", 256), 4, 4, seed=0), reverse_task(32, 4, 4, seed=1), out_dir=cfg["out"],
-          epochs=cfg.get("epochs", 1), batch_size=cfg.get("batch", 32), units=16, embedding_dim=8,
-          strategy=cfg.get("strategy"), precision=cfg.get("precision", "float32"), verbose=2,
-          static_shapes=True, overwrite=not cfg.get("resume"), resume=cfg.get("resume", False),
-          checkpoint_steps=cfg.get("checkpoint_steps"), dev_words=cfg.get("dev_words", 0), clipnorm=None,
-          lr_schedule="constant", learning_rate=cfg.get("lr", 1e-2), seed=0,
-          callbacks=[Slow(), Steps()])
+if cfg.get("cli"):  # through `keras-seq train`'s handler (its errors and exit codes), with this run's settings
+    from keras_seq.cli import tasks as cli
+    trained = []
+    g2p_train.train = lambda *args, **kwargs: trained.append(run()) or trained[0]
+    rc = cli.train_main(["reverse", "--out", cfg["out"]])
+    if rc:
+        sys.exit(rc)
+    g = trained[0]
+else:
+    g = run()
 if cfg.get("weights"):
     np.savez(cfg["weights"], *g.model.get_weights())
 print("DEVICES", len(keras.distribution.list_devices()) if keras.backend.backend() == "jax" else "tf")
@@ -202,8 +216,8 @@ def runs(tmp_path_factory):
     r["killed"], r["killed_meta"] = killed, meta
     r["resumed"] = Run(tmp, "resumed", dict(kill_cfg, out=killed.cfg["out"], resume=True))
     # A worker that dies: the other one must stop with a clear error, bounded in time.
-    dead = _workers(tmp, "dead", 2, dict(SMALL, epochs=3, strategy="multiworker", checkpoint_steps=2, sleep=0.3),
-                    {"KERAS_SEQ_STEP_TIMEOUT": "20"})
+    dead = _workers(tmp, "dead", 2, dict(SMALL, epochs=3, strategy="multiworker", checkpoint_steps=2, sleep=0.3, cli=True),
+                    {"KERAS_SEQ_STEP_TIMEOUT": "40"})  # first steps: 120 s (they start while the others train)
     _wait_for_checkpoint(tmp / "dead" / "backup" / "training_metadata.json", dead[0].proc, min_step=2)
     dead[1].proc.send_signal(signal.SIGKILL)
     r["dead_killed_at"] = time.time()
@@ -266,13 +280,19 @@ def test_kill_and_resume_equals_uninterrupted(runs):
 
 
 def test_dead_worker_fails_clearly_not_hangs(runs):
+    """The survivor's loop raises WorkerStalledError (a failed collective, or the watchdog);
+    the CLI prints its one line and ends the process with EXIT_STALLED, without hanging."""
+    from keras_seq.distribute import EXIT_STALLED
+
     survivor = runs["dead0"]
     rc = survivor.wait(300)
     waited = time.time() - runs["dead_killed_at"]
-    assert rc != 0, survivor.text()[-3000:]
     text = survivor.text()
+    assert rc == EXIT_STALLED, f"rc {rc}:\n{text[-3000:]}"
     assert "TRAINED" not in text
-    assert ("did not finish in" in text and "--resume" in text) or "Unavailable" in text or "unavailable" in text, text[-3000:]
+    assert "keras-seq train: error: " in text and "--resume" in text, text[-3000:]
+    assert "did not finish in" in text or "lost the cluster" in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
     assert waited < 300
 
 
@@ -313,10 +333,23 @@ def test_strategy_names_and_worker_dirs(monkeypatch, tmp_path):
     assert distribute.worker_dir(tmp_path, "multiworker") == tmp_path / ".worker-1"
     assert distribute.worker_dir(tmp_path, "mirrored") == tmp_path
     assert distribute.chief_dir(tmp_path / ".worker-1" / "backup") == tmp_path / "backup"
+    with pytest.raises(ValueError, match="unknown strategy"):
+        distribute.worker_dir(tmp_path, "multi-worker")
+
+
+def test_a_strategy_is_passed_by_name_only(tmp_path):
+    """Configuration names a strategy; the object (made once by make_strategy) goes to fit only."""
+    from keras_seq import distribute
+
+    strategy = distribute.make_strategy(None)  # None: "default"
+    with pytest.raises(TypeError, match="named by a string"):
+        distribute.make_strategy(strategy)
+    with pytest.raises(TypeError, match="named by a string"):
+        distribute.worker_dir(tmp_path, strategy)
 
 
 def test_cli_accepts_the_strategies():
-    from keras_seq.g2p import cli
+    from keras_seq.cli import tasks as cli
 
     parser = cli._train_parser()
     for name in ("default", "mirrored", "multiworker", "tpu"):
@@ -354,16 +387,90 @@ def test_gpu_check_script_syntax():
     assert "--no-index --no-deps --target /tmp/site" in text and "KERAS_BACKEND=jax" in text
 
 
-def test_watchdog_ends_a_stalled_process_with_a_clear_error():
-    """No step within the limit (a peer hangs, or vanishes without closing its connections):
-    the process ends with EXIT_STALLED and a one-line message, instead of waiting forever."""
-    code = "import time; from keras_seq.distribute import _Watchdog; _Watchdog(1).start(); time.sleep(60)"
+def test_watchdog_makes_the_loop_raise_worker_stalled():
+    """No step within the limit: the next step boundary (`beat`) raises WorkerStalledError with
+    the one-line message; `on_stall` (the collectives' abort under multiworker) gets it at once."""
+    from keras_seq.distribute import WorkerStalledError, _Watchdog
+
+    stalls = []
+    watchdog = _Watchdog(0.4, on_stall=stalls.append, grace=60).start()
+    try:
+        watchdog.beat()
+        time.sleep(1.5)  # a stalled step
+        with pytest.raises(WorkerStalledError, match="did not finish in .*--resume"):
+            watchdog.beat()
+    finally:
+        watchdog.stop()
+    assert stalls == [watchdog.error] and "\n" not in watchdog.error
+
+
+def test_watchdog_interrupts_a_main_thread_busy_in_python():
+    """A main thread that reaches no step boundary (busy in a callback) gets a KeyboardInterrupt
+    once the grace period after the stall has passed; the loop turns it into WorkerStalledError."""
+    from keras_seq.distribute import _Watchdog
+
+    watchdog = _Watchdog(0.2, grace=0.3).start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            while time.monotonic() - start < 30:
+                sum(range(1000))
+    finally:
+        watchdog.stop()
+    assert watchdog.error is not None and time.monotonic() - start < 10
+
+
+def test_custom_loop_raises_worker_stalled_error(tmp_path):
+    """`DistributedFit` raises (no process exit in library code) when a step boundary comes too late."""
+    import keras
+    import tensorflow as tf
+
+    from keras_seq import distribute
+
+    class Stall(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                time.sleep(1.5)
+
+    strategy = distribute.make_strategy("default")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+        model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.ones((64, 3), "float32"), np.zeros((64,), "int32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    loop = distribute.DistributedFit(model, strategy, ds, epochs=1, callbacks=[backup, Stall()], verbose=0,
+                                     step_timeout=0.4, first_step_timeout=60)
+    with pytest.raises(distribute.WorkerStalledError, match="did not finish in"):
+        loop.run()
+    assert loop.global_step == 2  # it stopped at the step boundary after the stall
+    assert not (tmp_path / "backup" / "training_metadata.json").exists()  # no checkpoint mid-epoch (save_freq "epoch")
+    # The process can train on (one device: no collectives were aborted); the watchdog is off with 0.
+    history = distribute.custom_fit(model, strategy, ds, epochs=1, callbacks=[backup], verbose=0, step_timeout=0)
+    assert len(history.history["loss"]) == 1 and len(history.checkpoint_seconds) == 1
+    assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["global_step"] == 8
+
+
+def test_cli_ends_a_stalled_run_with_exit_stalled_without_hanging(tmp_path):
+    """The CLI floor maps WorkerStalledError to one line on stderr and EXIT_STALLED, and ends the
+    process even when a thread would keep it alive (as TensorFlow's shutdown waits on a dead peer)."""
+    code = (
+        "import sys, threading\n"
+        "import keras_seq.g2p.train as t\n"
+        "from keras_seq.distribute import WorkerStalledError\n"
+        "from keras_seq.g2p import cli\n"
+        "def train(*args, **kwargs):\n"
+        "    threading.Thread(target=threading.Event().wait).start()  # never ends: no clean shutdown\n"
+        "    raise WorkerStalledError('a training step did not finish in 21 s (limit 20 s; worker 0 of 2): "
+        "restart all workers with --resume')\n"
+        "t.train = train\n"
+        f"sys.exit(cli.train_main(['reverse', '--out', {str(tmp_path / 'run')!r}]))\n"
+    )
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    start = time.time()
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     from keras_seq.distribute import EXIT_STALLED
 
     assert proc.returncode == EXIT_STALLED, proc.stderr[-2000:]
-    assert "did not finish in" in proc.stderr and "--resume" in proc.stderr
-    assert time.time() - start < 60
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("keras-seq train: error: a training step did not finish in 21 s"), proc.stderr[-2000:]

@@ -100,6 +100,8 @@ def train_main(argv):
         if path is not None and path != "cmudict" and not Path(path).is_file():
             return _fail(prog, f"--{name}: no such file: {path}")
 
+    from keras_seq.distribute import EXIT_STALLED, WorkerStalledError
+
     config_cls = TASKS[args.task]
     start = time.time()
     try:
@@ -121,6 +123,12 @@ def train_main(argv):
             train(train_source, dev_source, config.out, strategy=config.strategy, config_cls=config_cls, **settings)
     except (FileNotFoundError, ValueError, UnicodeDecodeError) as e:  # RunExistsError is a ValueError
         return _fail(prog, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except WorkerStalledError as e:
+        # A peer died: TensorFlow's shutdown may wait on it forever, so end the process here.
+        print(f"\n{prog}: error: {e}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_STALLED)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130

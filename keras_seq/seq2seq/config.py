@@ -32,5 +32,5 @@ class Seq2SeqConfig(TrainingConfig):
     epochs: int = setting(20, "total number of epochs (a resumed run counts those done)", minimum=1)
     batch_size: int = setting(64, "global batch size (pairs per step)", minimum=1)
     learning_rate: float = setting(3e-3, "Adam's initial learning rate")
-    dev_examples: Optional[int] = setting(500, "dev sources decoded for the dev scores each epoch (0: all)",
+    dev_examples: Optional[int] = setting(500, "dev sources decoded for the dev scores each epoch (0: none)",
                                           minimum=0)

@@ -47,7 +47,7 @@ class TrainingConfig:
     out: Optional[str] = setting(None, "run directory (model, backup, metrics.csv, settings.json)")
     max_train_examples: Optional[int] = setting(None, "train on a fixed seeded sample of this many sources",
                                                 minimum=1, aliases=("--max-train-words",))
-    dev_examples: Optional[int] = setting(1000, "dev sources decoded for the dev scores each epoch (0: all)",
+    dev_examples: Optional[int] = setting(1000, "dev sources decoded for the dev scores each epoch (0: none)",
                                           minimum=0, aliases=("--dev-words",))
     # -- model
     cell: str = setting("lstm", "the book cell of every recurrent layer", choices=CELLS, model=True)

@@ -274,7 +274,7 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
     cbs = [
         Backup(out_dir / BACKUP_DIR, save_steps=config.checkpoint_steps),
         *schedule,
-        DevScores(app, fixed_subset(dev_examples or [], config.dev_examples or None)),
+        DevScores(app, fixed_subset(dev_examples or [], config.dev_examples)),
         SaveModel(app, out_dir, state, monitor_dev=bool(dev_examples), keep_epochs=config.keep_epochs),
         MetricsCSV(out_dir / METRICS_FILE, elapsed_offset=elapsed, metrics=application_cls.METRICS),
         *(callbacks or []),
