@@ -356,11 +356,12 @@ class ModelServer:
         grace = max(0.0, grace or 0.0)
         self.tracker.drain()
         if not self.tracker.wait_idle(grace):
+            running = self.tracker.running
             cancelled = self.tracker.cancel()
             log.warning(
                 "%d request(s) still running after the %.3g s shutdown grace period; cancelled the "
                 "TensorFlow runs of %d model version(s)",
-                self.tracker.running,
+                running,
                 grace,
                 cancelled,
             )
@@ -684,7 +685,8 @@ def options_from_args(args):
 
 
 def main(argv=None):
-    """Runs the server until SIGTERM or SIGINT; returns the exit code."""
+    """Runs the server until SIGTERM or SIGINT, then ends the process (status 0); returns 1 when the
+    server cannot start."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s] %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
@@ -708,7 +710,16 @@ def main(argv=None):
     _exit_at(time.monotonic() + grace + 0.9)
     server.stop(grace=grace)
     log.info("Server stopped")
-    return 0
+    # Tearing down the interpreter with TensorFlow loaded takes seconds on a busy machine; nothing
+    # is left to flush but the output, so leave now to keep the shutdown within its bound.
+    _exit_now(0)
+
+
+def _exit_now(status):
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _exit_at(when):
@@ -718,9 +729,7 @@ def _exit_at(when):
     def watchdog():
         time.sleep(max(0.0, when - time.monotonic()))
         log.error("Shutdown did not finish in time; exiting now")
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(1)
+        _exit_now(1)
 
     threading.Thread(target=watchdog, name="shutdown-watchdog", daemon=True).start()
 
