@@ -141,7 +141,7 @@ class ServerProcess:
 
 @pytest.fixture(scope="module")
 def server(repository):
-    process = ServerProcess(f"--model_config_file={repository}", f"--max_request_tensor_bytes={256 << 20}")
+    process = ServerProcess(f"--model_config_file={repository}")  # the default budget, 64 MiB
     yield process
     process.close()
 
@@ -149,9 +149,12 @@ def server(repository):
 @pytest.fixture(scope="module")
 def batching_server(repository, tmp_path_factory):
     params = tmp_path_factory.mktemp("batching") / "params.txt"
-    params.write_text("max_batch_size { value: 8 } batch_timeout_micros { value: 0 } num_batch_threads { value: 1 }")
+    params.write_text("max_batch_size { value: 1024 } batch_timeout_micros { value: 0 } num_batch_threads { value: 1 }")
     process = ServerProcess(
-        f"--model_config_file={repository}", "--enable_batching", f"--batching_parameters_file={params}"
+        f"--model_config_file={repository}",
+        "--enable_batching",
+        f"--batching_parameters_file={params}",
+        "--max_request_tensor_bytes=4000",
     )
     yield process
     process.close()
@@ -230,17 +233,14 @@ def test_expanding_request_gets_resource_exhausted_quickly(server):
     assert list(response.outputs["length"].int_val) == [2, 3, 3, 3]
 
 
-def test_budget_flag_is_applied(repository):
-    process = ServerProcess(f"--model_config_file={repository}", "--max_request_tensor_bytes=4000")
-    try:
-        small = testing.predict_request("half_plus_two", {"x": np.ones(1000, np.float32)})
-        assert len(process.predict(small, timeout=30).outputs["y"].float_val) == 1000
-        with pytest.raises(grpc.RpcError) as info:
-            process.predict(testing.predict_request("half_plus_two", {"x": np.ones(1001, np.float32)}), timeout=30)
-        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "4004 bytes" in info.value.details()
-    finally:
-        process.close()
+def test_budget_flag_is_applied(batching_server):
+    """That server runs with --max_request_tensor_bytes=4000: 1000 floats fit, 1001 do not."""
+    small = testing.predict_request("half_plus_two", {"x": np.ones(1000, np.float32)})
+    assert len(batching_server.predict(small, timeout=30).outputs["y"].float_val) == 1000
+    with pytest.raises(grpc.RpcError) as info:
+        batching_server.predict(testing.predict_request("half_plus_two", {"x": np.ones(1001, np.float32)}), timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "4004 bytes" in info.value.details()
 
 
 def test_a_60_mib_word_costs_few_copies(server):
@@ -369,11 +369,22 @@ def certs(tmp_path_factory):
     return testing.make_certificates(str(tmp_path_factory.mktemp("certs")))
 
 
+def run_main(argv):
+    """`main(argv)` in a thread: a server that starts by mistake fails the test (signal handlers
+    can only be set in the main thread) instead of serving forever."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(server_lib.main(argv)), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert result, "main() did not return: the server started"
+    return result[0]
+
+
 def fail_fast(capfd, caplog, *flags):
     """Runs `keras-seq serve`'s main in this process; returns its status and stderr lines."""
     caplog.set_level(logging.INFO, logger="keras_seq.serving")
     started = time.monotonic()
-    status = server_lib.main(["--port=0", "--file_system_poll_wait_seconds=-1", *flags])
+    status = run_main(["--port=0", "--file_system_poll_wait_seconds=-1", *flags])
     elapsed = time.monotonic() - started
     err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert not any("Successfully loaded" in r.getMessage() for r in caplog.records), "a model loaded"
@@ -408,7 +419,7 @@ def test_port_in_use_fails_in_one_line_before_loading(repository, capfd, caplog)
         taken.listen()
         port = taken.getsockname()[1]
         caplog.set_level(logging.INFO, logger="keras_seq.serving")
-        status = server_lib.main([f"--port={port}", f"--model_config_file={repository}"])
+        status = run_main([f"--port={port}", f"--model_config_file={repository}"])
     err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert status == 1
     assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "in use" in err[0], err
@@ -492,3 +503,61 @@ def test_binding_all_interfaces_without_tls_warns_once(host, repository, caplog)
     else:
         assert len(exposed) == 1
         assert "Predict" in exposed[0] and "HandleReloadConfigRequest" in exposed[0] and host in exposed[0]
+
+
+# ------------------------------------------------------------------------- heavy variants (slow)
+
+
+def spin_clients(process, n, timeout):
+    results = []
+
+    def call():
+        try:
+            process.predict(slow_request(INT32_MAX), timeout=timeout)
+            results.append(grpc.StatusCode.OK)
+        except grpc.RpcError as e:
+            results.append(e.code())
+
+    threads = [threading.Thread(target=call) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+@pytest.mark.slow
+def test_deadline_stops_eight_concurrent_runs(server):
+    requests = [(slow_request(INT32_MAX - i), 0.05 * i) for i in range(8)]
+    assert_cpu_stops_after_deadline(server, requests, deadline_s=2.0)
+
+
+@pytest.mark.slow
+def test_shutdown_with_batching_running_and_queued_requests_is_bounded(repository, tmp_path):
+    """One batch thread: one batch runs, the others wait in the queue; SIGTERM with a 2 s grace."""
+    grace = 2.0
+    params = tmp_path / "params.txt"
+    params.write_text("max_batch_size { value: 1 } num_batch_threads { value: 1 }")
+    process = ServerProcess(
+        f"--model_config_file={repository}",
+        "--enable_batching",
+        f"--batching_parameters_file={params}",
+        f"--shutdown_grace_seconds={grace}",
+    )
+    try:
+        process.predict(slow_request(10), timeout=60)
+        threads, results = spin_clients(process, 6, timeout=120)
+        time.sleep(1.0)
+        sent = time.monotonic()
+        process.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(grpc.RpcError) as info:
+            process.predict(slow_request(10), timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        code = process.process.wait(timeout=60)
+        exited = time.monotonic() - sent
+        for t in threads:
+            t.join(30)
+        print(f"batching: exited {exited:.2f} s after SIGTERM (grace {grace} s), status {code}")
+        assert results == [grpc.StatusCode.UNAVAILABLE] * 6, results
+        assert exited < grace + 1.0 and code == 0, process.output
+    finally:
+        process.close()
