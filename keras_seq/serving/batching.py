@@ -9,9 +9,15 @@ the next `allowed_batch_sizes` entry, runs it once and hands each request its ro
 
 Where TF Serving would reject a batch whose tasks have different inner shapes (with padding off),
 this scheduler puts such tasks in different batches instead.
+
+Deadlines: a task whose deadline passes while it waits in the queue leaves it with
+DEADLINE_EXCEEDED (it is never run), and a batch runs with the latest deadline of its tasks as its
+`Session::Run` timeout (no timeout when one of them has none), as TF Serving's batching session
+does, so a batch whose clients have all gone is cancelled.
 """
 
 import collections
+import math
 import os
 import threading
 import time
@@ -21,6 +27,8 @@ import grpc
 import numpy as np
 
 from keras_seq.serving import errors
+
+_NO_DEADLINE = math.inf
 
 
 @dataclass
@@ -64,8 +72,9 @@ class BatchingOptions:
 class _Task:
     """One request's Session::Run, waiting in the queue for its rows of a batch."""
 
-    def __init__(self, servable, feeds, fetches, size):
+    def __init__(self, servable, feeds, fetches, size, deadline=None):
         self.servable = servable
+        self.deadline = _NO_DEADLINE if deadline is None else deadline
         self.feeds = feeds
         self.fetches = fetches
         self.size = size
@@ -118,14 +127,19 @@ class BatchScheduler:
             worker.start()
 
     # -- the runner interface
-    def run(self, servable, feeds, fetches, timeout_ms=None):
-        """Queues one run, waits for its batch, returns its own rows of every fetch."""
+    def run(self, servable, feeds, fetches, deadline=None):
+        """Queues one run, waits for its batch, returns its own rows of every fetch.
+
+        `deadline` (a `time.monotonic()` time) bounds the wait in the queue and the batch's run.
+        """
         size = _check_batchable(feeds)
         if size > self.options.max_batch_size:
             raise errors.invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
             )
-        task = _Task(servable, feeds, fetches, size)
+        task = _Task(servable, feeds, fetches, size, deadline)
+        if task.deadline <= time.monotonic():
+            raise errors.deadline_exceeded("Deadline exceeded before the task was queued for batching")
         with self._cond:
             if self._closed:
                 raise errors.ServingError(grpc.StatusCode.UNAVAILABLE, "The batch scheduler is shut down")
@@ -138,20 +152,41 @@ class BatchScheduler:
             self._queue.append(task)
             self._queued_rows += size
             self._cond.notify()
+        if task.deadline != _NO_DEADLINE and not task.done.wait(max(0.0, task.deadline - time.monotonic())):
+            with self._cond:
+                if not task.taken:  # still queued: leave the queue, never run
+                    self._drop(task)
+                    raise errors.deadline_exceeded("Deadline exceeded while waiting in the batch queue")
+            # Taken into a batch: that batch's run ends by the latest deadline among its tasks.
         task.done.wait()
         if task.error is not None:
             raise task.error
         return task.outputs
 
-    def close(self):
-        """Stops the workers after the queued batches have run."""
+    def close(self, timeout=30):
+        """Stops the workers after the queued batches have run, waiting at most `timeout` seconds."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        end = time.monotonic() + timeout
         for worker in self._workers:
-            worker.join(timeout=30)
+            worker.join(timeout=max(0.0, end - time.monotonic()))
 
     # -- the workers
+    def _drop(self, task):
+        """Removes a queued task (the caller holds the lock)."""
+        task.taken = True
+        self._queue.remove(task)
+        self._queued_rows -= task.size
+
+    def _drop_expired(self):
+        """Takes tasks whose deadline has passed out of the queue (the caller holds the lock)."""
+        now = time.monotonic()
+        for task in [t for t in self._queue if t.deadline <= now]:
+            self._drop(task)
+            task.error = errors.deadline_exceeded("Deadline exceeded while waiting in the batch queue")
+            task.done.set()
+
     def _collect(self, key):
         """The queued tasks with `key` that fit in one batch, oldest first, and their row count."""
         batch, rows = [], 0
@@ -167,8 +202,11 @@ class BatchScheduler:
             while True:
                 while not self._queue and not self._closed:
                     self._cond.wait()
+                self._drop_expired()
                 if not self._queue:
-                    return None
+                    if self._closed:
+                        return None
+                    continue
                 first = self._queue[0]
                 deadline = first.enqueued + timeout
                 while True:
@@ -182,9 +220,7 @@ class BatchScheduler:
                 if first.taken:
                     continue
                 for task in batch:
-                    task.taken = True
-                    self._queue.remove(task)
-                    self._queued_rows -= task.size
+                    self._drop(task)
                 return batch
 
     def _work(self):
@@ -214,7 +250,14 @@ class BatchScheduler:
                     filler = parts[0][:1]
                     parts.append(np.repeat(filler, padded - rows, axis=0))
                 feeds.append((name, np.concatenate(parts, axis=0)))
-            outputs = first.servable.run(feeds, first.fetches)
+            deadline = max(task.deadline for task in batch)
+            timeout_ms = None
+            if deadline != _NO_DEADLINE:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise errors.deadline_exceeded("Deadline exceeded before the batch ran")
+                timeout_ms = max(1, math.ceil(left * 1000))
+            outputs = first.servable.run(feeds, first.fetches, timeout_ms=timeout_ms)
             for output in outputs:
                 if np.ndim(output) < 1 or output.shape[0] != padded:
                     raise errors.ServingError(

@@ -54,6 +54,18 @@ def internal(message):
     return ServingError(grpc.StatusCode.INTERNAL, message)
 
 
+def resource_exhausted(message):
+    return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+
+def deadline_exceeded(message):
+    return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+def unavailable(message):
+    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
+
+
 # TensorFlow's error codes are absl codes, whose numbers gRPC shares.
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 

@@ -1,12 +1,21 @@
 """The request handling of TF Serving's servables: Predict, Classify, Regress, MultiInference,
 GetModelMetadata and warmup, each checked in TF Serving's order with its codes and messages.
 
-Every function takes a loaded `Servable` and a `runner(servable, feeds, fetches)` that executes one
-`Session::Run` (directly, or through the batching queue), so batching stays out of this module.
-The message texts follow the contract in `shared/reference/tf-serving-contract.md`.
+Every function takes a loaded `Servable` and a `runner(servable, feeds, fetches, deadline=None)`
+that executes one `Session::Run` (directly, or through the batching queue), so batching stays out of
+this module. The message texts follow the contract in `shared/reference/tf-serving-contract.md`.
+
+Two limits that TF Serving does not have (see serving/README.md, "Operating it safely"):
+- `deadline` (a `time.monotonic()` time, the client's deadline): checked before the inputs are
+  parsed and passed on to the run, which TensorFlow cancels when it passes (as TF Serving's
+  `RunOptions.timeout_in_ms`), so a request whose client has gone stops costing CPU.
+- `max_tensor_bytes`: the memory the request's input tensors may take once parsed, estimated from
+  the TensorProtos without parsing them; a request over it gets RESOURCE_EXHAUSTED.
 """
 
+import math
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -21,16 +30,39 @@ from tensorflow_serving.apis import (
 
 from keras_seq.repository_format import MAX_WARMUP_RECORDS, warmup_path
 from keras_seq.serving import errors
-from keras_seq.serving.tensors import TensorParseError, ndarray_to_proto, proto_to_ndarray
+from keras_seq.serving.tensors import TSTRING_BYTES, TensorParseError, estimated_bytes, ndarray_to_proto, proto_to_ndarray
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
 
-def direct_runner(servable, feeds, fetches, timeout_ms=None):
-    """The runner without batching: one `Session::Run` per request."""
-    return servable.run(feeds, fetches, timeout_ms=timeout_ms)
+def remaining_ms(deadline):
+    """Milliseconds left until `deadline` (None: no deadline), at least 1; DEADLINE_EXCEEDED if none."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise errors.deadline_exceeded("Deadline exceeded before the model ran")
+    return max(1, math.ceil(left * 1000))
+
+
+def check_deadline(deadline, stage):
+    """DEADLINE_EXCEEDED when `deadline` has passed; `stage` says where the request was."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise errors.deadline_exceeded(f"Deadline exceeded {stage}")
+
+
+def direct_runner(servable, feeds, fetches, deadline=None):
+    """The runner without batching: one `Session::Run` per request, cancelled at the deadline."""
+    return servable.run(feeds, fetches, timeout_ms=remaining_ms(deadline))
+
+
+def _over_budget(total, limit, what):
+    return errors.resource_exhausted(
+        f"{what} would take {total} bytes of memory once parsed, more than the {limit} bytes this "
+        "server allows per request (--max_request_tensor_bytes)"
+    )
 
 
 def make_model_spec(spec, name, signature_name, version):
@@ -63,12 +95,16 @@ def _verify_inputs_size(signature, request_inputs):
         )
 
 
-def _input_values(signature, request_inputs):
+def _input_values(signature, request_inputs, max_tensor_bytes=None, deadline=None):
     """Rows 8-10: each signature input from the request (or its default), parsed as FromProto does.
+
+    Before each input is parsed, the memory of the inputs so far is checked against
+    `max_tensor_bytes` (RESOURCE_EXHAUSTED) and the deadline (DEADLINE_EXCEEDED); the checks come
+    in TF Serving's order otherwise.
 
     Returns a list of (feed tensor name, NumPy array).
     """
-    feeds, seen = [], set()
+    feeds, seen, total = [], set(), 0
     for alias in sorted(signature.inputs):
         feed_name = signature.inputs[alias].name
         if alias in request_inputs:
@@ -82,6 +118,11 @@ def _input_values(signature, request_inputs):
                 f"no default value provided. Inputs expected to be in the request "
                 f"{{{_joined(request_inputs)}}}, or default input alias set: {_joined(signature.defaults)}"
             )
+        if max_tensor_bytes is not None:
+            total += estimated_bytes(proto)
+            if total > max_tensor_bytes:
+                raise _over_budget(total, max_tensor_bytes, f"The inputs (up to {alias})")
+        check_deadline(deadline, "before parsing the inputs")
         try:
             feeds.append((feed_name, proto_to_ndarray(proto)))
         except TensorParseError:
@@ -120,14 +161,19 @@ def find_predict_signature(servable, signature_name):
     return key, signature
 
 
-def predict(servable, request, runner=direct_runner, timeout_ms=None):
-    """Runs a PredictRequest on `servable`; returns a PredictResponse or raises ServingError."""
+def predict(servable, request, runner=direct_runner, deadline=None, max_tensor_bytes=None):
+    """Runs a PredictRequest on `servable`; returns a PredictResponse or raises ServingError.
+
+    Args:
+        deadline: the client's deadline (`time.monotonic()` time) or None.
+        max_tensor_bytes: the most memory the parsed inputs may take, or None for no limit.
+    """
     key, signature = find_predict_signature(servable, request.model_spec.signature_name)
     _verify_inputs_size(signature, request.inputs)
-    feeds = _input_values(signature, request.inputs)
+    feeds = _input_values(signature, request.inputs, max_tensor_bytes, deadline)
     aliases = _output_aliases(signature, request.output_filter)
     fetches = list(dict.fromkeys(signature.outputs[a].name for a in aliases))
-    values = dict(zip(fetches, runner(servable, feeds, fetches, timeout_ms=timeout_ms)))
+    values = dict(zip(fetches, runner(servable, feeds, fetches, deadline=deadline)))
     response = predict_pb2.PredictResponse()
     for alias in aliases:
         response.outputs[alias].CopyFrom(ndarray_to_proto(values[signature.outputs[alias].name]))
@@ -174,6 +220,19 @@ def _regression_names(signature):
     if "outputs" not in signature.outputs:
         raise errors.failed_precondition(f"No regression outputs found in SignatureDef: {signature}")
     return signature.inputs["inputs"].name, [signature.outputs["outputs"].name]
+
+
+def _examples_bytes(model_input):
+    """The memory of `_serialized_examples(model_input)`, from the message sizes."""
+    kind = model_input.WhichOneof("kind")
+    if kind == "example_list":
+        examples, context = model_input.example_list.examples, 0
+    elif kind == "example_list_with_context":
+        examples = model_input.example_list_with_context.examples
+        context = model_input.example_list_with_context.context.ByteSize()
+    else:
+        return 0
+    return sum(e.ByteSize() + context + TSTRING_BYTES for e in examples)
 
 
 def _serialized_examples(model_input):
@@ -245,33 +304,38 @@ def _fill_regressions(n, output, result):
         result.regressions.add().value = float(value)
 
 
-def _run_examples(servable, runner, input_name, fetches, model_input):
+def _run_examples(servable, runner, input_name, fetches, model_input, deadline=None, max_tensor_bytes=None):
+    if max_tensor_bytes is not None:
+        total = _examples_bytes(model_input)
+        if total > max_tensor_bytes:
+            raise _over_budget(total, max_tensor_bytes, "The serialized examples")
+    check_deadline(deadline, "before serializing the examples")
     examples = _serialized_examples(model_input)
-    outputs = runner(servable, [(input_name, examples)], fetches)
+    outputs = runner(servable, [(input_name, examples)], fetches, deadline=deadline)
     return len(examples), dict(zip(fetches, outputs))
 
 
-def classify(servable, request, runner=direct_runner):
+def classify(servable, request, runner=direct_runner, deadline=None, max_tensor_bytes=None):
     signature = _signature_for(servable, request.model_spec)
     input_name, fetches = _classification_names(signature)
-    n, values = _run_examples(servable, runner, input_name, fetches, request.input)
+    n, values = _run_examples(servable, runner, input_name, fetches, request.input, deadline, max_tensor_bytes)
     response = classification_pb2.ClassificationResponse()
     _fill_classifications(signature, n, values, response.result)
     make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, servable.version)
     return response
 
 
-def regress(servable, request, runner=direct_runner):
+def regress(servable, request, runner=direct_runner, deadline=None, max_tensor_bytes=None):
     signature = _signature_for(servable, request.model_spec)
     input_name, fetches = _regression_names(signature)
-    n, values = _run_examples(servable, runner, input_name, fetches, request.input)
+    n, values = _run_examples(servable, runner, input_name, fetches, request.input, deadline, max_tensor_bytes)
     response = regression_pb2.RegressionResponse()
     _fill_regressions(n, values[fetches[0]], response.result)
     make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, servable.version)
     return response
 
 
-def multi_inference(servable, request, runner=direct_runner):
+def multi_inference(servable, request, runner=direct_runner, deadline=None, max_tensor_bytes=None):
     """Several classify/regress tasks over one input, as TF Serving's TensorFlowMultiInferenceRunner."""
     model_name, input_name = "", ""
     seen_signatures, fetches = set(), set()
@@ -302,7 +366,9 @@ def multi_inference(servable, request, runner=direct_runner):
         fetches.update(names)
     if not request.tasks:
         raise errors.invalid_argument("MultiInferenceRequest must specify at least one task.")
-    n, values = _run_examples(servable, runner, input_name, sorted(fetches), request.input)
+    n, values = _run_examples(
+        servable, runner, input_name, sorted(fetches), request.input, deadline, max_tensor_bytes
+    )
     response = inference_pb2.MultiInferenceResponse()
     for task in request.tasks:
         signature = servable.signature_defs[task.model_spec.signature_name or DEFAULT_SIGNATURE]

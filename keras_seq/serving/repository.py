@@ -385,11 +385,11 @@ class ServerCore:
             except Exception:  # a bad directory must never stop the poller
                 log.exception("Polling model %s failed", manager.name)
 
-    def stop(self):
-        """Stops polling and unloads every model."""
+    def stop(self, timeout=60):
+        """Stops polling (waiting at most `timeout` s for a poll in progress) and unloads every model."""
         self._stop.set()
         if self._poller is not None:
-            self._poller.join(timeout=60)
+            self._poller.join(timeout=timeout)
         with self._lock:
             managers = list(self._models.values())
             self._models = {}

@@ -25,6 +25,7 @@ from keras_seq.serving import errors
 log = logging.getLogger("keras_seq.serving")
 
 DEFAULT_TAGS = ("serve",)
+_CANCELLED = "The server is shutting down: this request was cancelled at the end of the shutdown grace period"
 
 
 class Servable:
@@ -40,6 +41,9 @@ class Servable:
 
     Requests hold the servable with `acquire()`/`release()`; `retire()` closes the session once
     the last request holding it has finished, so an unload never cuts a running request short.
+    `cancel()` is for a shutdown whose grace period has run out: it closes the session at once,
+    which cancels its running `Session::Run` calls (TensorFlow stops them between operations and
+    loop iterations); they and any later run get UNAVAILABLE.
     """
 
     def __init__(self, name, version, path, meta_graph, graph, session):
@@ -55,6 +59,7 @@ class Servable:
         self._in_flight = 0
         self._retired = False
         self._closed = False
+        self._cancelled = False
 
     @classmethod
     def load(cls, name, version, path, tags=DEFAULT_TAGS, session_config=None):
@@ -97,8 +102,12 @@ class Servable:
             run_options = config_pb2.RunOptions(timeout_in_ms=max(1, int(timeout_ms)))
             options = pywrap_tf_session.TF_NewBufferFromString(run_options.SerializeToString())
         try:
+            if self._cancelled:
+                raise errors.unavailable(_CANCELLED)
             return self.session._call_tf_sessionrun(options, feed_dict, fetch_list, [], None)
         except tf.errors.OpError as e:
+            if self._cancelled:
+                raise errors.unavailable(_CANCELLED) from None
             raise errors.from_tensorflow_error(e) from None
         finally:
             if options is not None:
@@ -126,6 +135,13 @@ class Servable:
             close = self._in_flight == 0
         if close:
             self._close()
+
+    def cancel(self):
+        """Closes the session now, cancelling the runs in flight (see the class docstring)."""
+        with self._lock:
+            self._retired = True
+            self._cancelled = True
+        self._close()
 
     def _close(self):
         with self._lock:

@@ -20,14 +20,19 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
+import errno
+import ipaddress
 import logging
 import signal
+import socket
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf import text_format
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
@@ -36,14 +41,19 @@ from tensorflow_serving.apis import (
 )
 
 from keras_seq.serving import config as config_lib
-from keras_seq.serving import errors, inference
+from keras_seq.serving import errors, inference, tls
 from keras_seq.serving.batching import BatchingOptions, BatchScheduler
 from keras_seq.serving.repository import LoadOptions, ServerCore
 
 log = logging.getLogger("keras_seq.serving")
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+# The parsed input tensors of one request; a TensorProto can stand for far more memory than its
+# bytes (a shape of 10^9 with one value), so this is checked before parsing.
+DEFAULT_MAX_REQUEST_TENSOR_BYTES = 64 * 1024 * 1024
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 INT32_MAX = 2**31 - 1
+SHUTTING_DOWN = "Server is shutting down"
 
 
 @dataclass
@@ -70,6 +80,7 @@ class ServerOptions:
     ssl_config: object = None
     monitoring_config_file: str = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_request_tensor_bytes: int = DEFAULT_MAX_REQUEST_TENSOR_BYTES
     grpc_max_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
     allowed_model_roots: list = None
     max_num_load_retries: int = 5
@@ -83,15 +94,88 @@ class ServerOptions:
 # ------------------------------------------------------------------------------------ servicers
 
 
-def _deadline_ms(context):
+def _deadline(context):
+    """The client's deadline as a `time.monotonic()` time, or None when it set none."""
     remaining = context.time_remaining()
-    return None if remaining is None else max(1, int(remaining * 1000))
+    if remaining is None or remaining > 1e8:  # gRPC reports "no deadline" as a huge remainder
+        return None
+    return time.monotonic() + remaining
 
 
-def _call(context, handler):
+class RequestTracker:
+    """The RPCs in flight and the servables they hold, for a bounded shutdown.
+
+    `drain()` makes every later RPC fail with UNAVAILABLE (retryable: another replica, or this one
+    restarted, can answer it); `wait_idle()` waits for the running ones; `cancel()` cancels the
+    TensorFlow runs of those still running.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._running = 0
+        self._servables = {}  # Servable -> number of RPCs holding it
+        self.draining = False
+
+    def enter(self):
+        with self._cond:
+            if self.draining:
+                raise errors.unavailable(SHUTTING_DOWN)
+            self._running += 1
+
+    def exit(self):
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def hold(self, servable):
+        with self._cond:
+            self._servables[servable] = self._servables.get(servable, 0) + 1
+
+    def unhold(self, servable):
+        with self._cond:
+            self._servables[servable] -= 1
+            if not self._servables[servable]:
+                del self._servables[servable]
+
+    @property
+    def running(self):
+        with self._cond:
+            return self._running
+
+    def drain(self):
+        with self._cond:
+            self.draining = True
+
+    def wait_idle(self, timeout):
+        """True when no RPC is running within `timeout` seconds."""
+        end = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while self._running:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def cancel(self):
+        """Cancels the TensorFlow runs of every servable a running RPC holds."""
+        with self._cond:
+            servables = list(self._servables)
+        for servable in servables:
+            servable.cancel()
+        return len(servables)
+
+
+def _call(context, handler, tracker=None):
     """Runs `handler()`; a ServingError (or any failure) becomes the RPC's status, never a crash."""
     try:
-        return handler()
+        if tracker is not None:
+            tracker.enter()
+        try:
+            return handler()
+        finally:
+            if tracker is not None:
+                tracker.exit()
     except errors.ServingError as e:
         code, message = e.code, e.message
     except Exception as e:  # noqa: BLE001 - the server must stay up whatever a request does
@@ -100,10 +184,16 @@ def _call(context, handler):
     context.abort(code, errors.truncate_message(message))
 
 
-def _with_servable(core, model_spec, handler):
+def _with_servable(core, model_spec, handler, tracker=None):
     servable = core.acquire(model_spec)
     try:
-        return handler(servable)
+        if tracker is None:
+            return handler(servable)
+        tracker.hold(servable)
+        try:
+            return handler(servable)
+        finally:
+            tracker.unhold(servable)
     finally:
         servable.release()
 
@@ -116,40 +206,48 @@ def _require_model_spec(request):
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """`tensorflow.serving.PredictionService` over a ServerCore."""
 
-    def __init__(self, core, runner):
+    def __init__(self, core, runner, tracker=None, max_tensor_bytes=None):
         self.core = core
         self.runner = runner
+        self.tracker = tracker
+        self.max_tensor_bytes = max_tensor_bytes
+
+    def _run(self, context, model_spec, method, request):
+        deadline = _deadline(context)
+        return _with_servable(
+            self.core,
+            model_spec,
+            lambda s: method(s, request, self.runner, deadline, self.max_tensor_bytes),
+            self.tracker,
+        )
 
     def Predict(self, request, context):
         def handle():
             _require_model_spec(request)
-            timeout = None if self.runner is not inference.direct_runner else _deadline_ms(context)
-            return _with_servable(
-                self.core, request.model_spec, lambda s: inference.predict(s, request, self.runner, timeout)
-            )
+            return self._run(context, request.model_spec, inference.predict, request)
 
-        return _call(context, handle)
+        return _call(context, handle, self.tracker)
 
     def GetModelMetadata(self, request, context):
         def handle():
             inference.check_metadata_request(request)
             return _with_servable(self.core, request.model_spec, lambda s: inference.metadata(s, request))
 
-        return _call(context, handle)
+        return _call(context, handle, self.tracker)
 
     def Classify(self, request, context):
         def handle():
             _require_model_spec(request)
-            return _with_servable(self.core, request.model_spec, lambda s: inference.classify(s, request, self.runner))
+            return self._run(context, request.model_spec, inference.classify, request)
 
-        return _call(context, handle)
+        return _call(context, handle, self.tracker)
 
     def Regress(self, request, context):
         def handle():
             _require_model_spec(request)
-            return _with_servable(self.core, request.model_spec, lambda s: inference.regress(s, request, self.runner))
+            return self._run(context, request.model_spec, inference.regress, request)
 
-        return _call(context, handle)
+        return _call(context, handle, self.tracker)
 
     def MultiInference(self, request, context):
         def handle():
@@ -157,18 +255,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise errors.invalid_argument("MultiInferenceRequest must specify at least one task.")
             if not request.tasks[0].model_spec.name:
                 raise errors.invalid_argument("Found ModelSpec with an empty model name.")
-            return _with_servable(
-                self.core, request.tasks[0].model_spec, lambda s: inference.multi_inference(s, request, self.runner)
-            )
+            return self._run(context, request.tasks[0].model_spec, inference.multi_inference, request)
 
-        return _call(context, handle)
+        return _call(context, handle, self.tracker)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     """`tensorflow.serving.ModelService`: GetModelStatus and HandleReloadConfigRequest."""
 
-    def __init__(self, core):
+    def __init__(self, core, tracker=None):
         self.core = core
+        self.tracker = tracker
 
     def GetModelStatus(self, request, context):
         def handle():
@@ -193,7 +290,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                     entry.status.error_message = error.message
             return response
 
-        return _call(context, handle)
+        return _call(context, handle, self.tracker)
 
     def _for_label(self, spec, statuses):
         # Resolve the label as Predict does, then report that version.
@@ -208,7 +305,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             self.core.apply_config(request.config)
             return model_management_pb2.ReloadConfigResponse()
 
-        return _call(context, handle)
+        return _call(context, handle, self.tracker)
 
 
 # ------------------------------------------------------------------------------- server factory
@@ -217,11 +314,12 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 class ModelServer:
     """A running server: the gRPC server, its ServerCore and (optionally) its batch scheduler."""
 
-    def __init__(self, grpc_server, core, scheduler, port):
+    def __init__(self, grpc_server, core, scheduler, port, tracker=None):
         self.grpc_server = grpc_server
         self.core = core
         self.scheduler = scheduler
         self.port = port
+        self.tracker = tracker or RequestTracker()
         self._stopped = threading.Event()
         self._config_watcher = None
 
@@ -240,22 +338,44 @@ class ModelServer:
                     self.core.apply_config(config_lib.parse_text(text, config_lib.ModelServerConfig))
                     log.info("Applied the changed model config file %s", path)
                 except Exception as e:  # noqa: BLE001 - keep serving the previous config
-                    log.error("Could not apply the model config file %s: %s", path, e)
+                    log.error("Could not apply the model config file %s: %s", path, _one_line(e))
 
         self._config_watcher = threading.Thread(target=watch, name="config-watcher", daemon=True)
         self._config_watcher.start()
 
     def stop(self, grace=None):
-        """Stops accepting RPCs, lets running ones finish for `grace` seconds, unloads models."""
+        """Stops within about `grace` seconds (None or 0: now), then unloads the models.
+
+        New RPCs get UNAVAILABLE at once; running ones may finish within `grace`; after that their
+        TensorFlow runs are cancelled (they get UNAVAILABLE too) and the server closes.
+        """
         if self._stopped.is_set():
             return
         self._stopped.set()
+        started = time.monotonic()
+        grace = max(0.0, grace or 0.0)
+        self.tracker.drain()
+        if not self.tracker.wait_idle(grace):
+            running = self.tracker.running
+            cancelled = self.tracker.cancel()
+            log.warning(
+                "%d request(s) still running after the %.3g s shutdown grace period; cancelled the "
+                "TensorFlow runs of %d model version(s)",
+                running,
+                grace,
+                cancelled,
+            )
+            self.tracker.wait_idle(0.5)
+        # What is left to do gets a short, bounded time: the answers above are sent, the batch
+        # workers and the pollers stop (a model load in progress cannot be interrupted and is
+        # abandoned with its daemon thread).
+        self.grpc_server.stop(0.2).wait(1.0)
         if self._config_watcher is not None:
-            self._config_watcher.join(timeout=60)
-        self.grpc_server.stop(grace).wait()
+            self._config_watcher.join(timeout=0.2)
         if self.scheduler is not None:
-            self.scheduler.close()
-        self.core.stop()
+            self.scheduler.close(timeout=0.3)
+        self.core.stop(timeout=0.2)
+        log.info("Stopped %.2f s after the shutdown began", time.monotonic() - started)
 
     def wait_for_termination(self, timeout=None):
         return self.grpc_server.wait_for_termination(timeout)
@@ -266,11 +386,25 @@ def _read_text(path):
         return f.read()
 
 
+def _one_line(error):
+    return " ".join(str(error).split())
+
+
+def _read_config(flag, path, reader):
+    """Reads a config file; any failure is a ValueError of one line naming the flag and the file."""
+    try:
+        return reader(path)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: {e.strerror or e}") from None
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+        raise ValueError(f"{flag} {path}: {_one_line(e)}") from None
+
+
 def _model_config(options):
     if options.model_config is not None:
         return options.model_config
     if options.model_config_file:
-        return config_lib.read_model_server_config(options.model_config_file)
+        return _read_config("--model_config_file", options.model_config_file, config_lib.read_model_server_config)
     if not options.model_base_path:
         raise ValueError("Both server_model_config_file and model_base_path are empty!")
     return config_lib.single_model_config(options.model_name, options.model_base_path)
@@ -280,25 +414,68 @@ def _batching_options(options):
     if options.batching is not None:
         return options.batching
     if options.batching_parameters_file:
-        return BatchingOptions.from_proto(config_lib.read_batching_parameters(options.batching_parameters_file))
+        path = options.batching_parameters_file
+        params = _read_config("--batching_parameters_file", path, config_lib.read_batching_parameters)
+        try:
+            return BatchingOptions.from_proto(params)
+        except errors.ServingError as e:
+            raise ValueError(f"--batching_parameters_file {path}: {e.message}") from None
     return BatchingOptions()
 
 
 def _credentials(options):
+    """gRPC server credentials from the SSL config, checked first (see `tls.check_ssl_config`)."""
     ssl = options.ssl_config
+    source = "ssl_config"
     if ssl is None and options.ssl_config_file:
-        ssl = config_lib.read_ssl_config(options.ssl_config_file)
+        source = f"--ssl_config_file {options.ssl_config_file}"
+        ssl = _read_config("--ssl_config_file", options.ssl_config_file, config_lib.read_ssl_config)
     if ssl is None:
         return None
-    if not ssl.server_key or not ssl.server_cert:
-        raise ValueError("The SSL config needs both server_key and server_cert (PEM text)")
-    if ssl.client_verify and not ssl.custom_ca:
-        raise ValueError("client_verify needs custom_ca to verify client certificates against")
+    tls.check_ssl_config(ssl, source)
     return grpc.ssl_server_credentials(
         [(ssl.server_key.encode(), ssl.server_cert.encode())],
         root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,
         require_client_auth=bool(ssl.client_verify),
     )
+
+
+def _is_loopback(host):
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            return False
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def _check_port_free(host, port):
+    """OSError naming the address when something already listens on it (before models load).
+
+    The probe uses SO_REUSEADDR, as gRPC does, so only a listening socket counts, not a
+    connection of a previous server still in TIME_WAIT.
+    """
+    if not port:
+        return
+    name = host.strip("[]") or None
+    try:
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as e:
+        raise OSError(f"Could not bind {host}:{port}: {e}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise OSError(f"Could not bind {host}:{port}: the port is already in use") from None
+                # Other errors (an address family this host lacks) are left to gRPC's own bind.
 
 
 def _default_roots(model_config):
@@ -336,9 +513,21 @@ def create_server(options=None, **overrides):
         log.warning("Monitoring (Prometheus on the REST port) is served only by the tensorflow/serving container")
     if options.batching_parameters_file and not options.enable_batching:
         raise ValueError("--batching_parameters_file is set but --enable_batching is not")
+    # Everything that can be wrong with the flags and files is found before any model loads.
     model_config = _model_config(options)
     credentials = _credentials(options)
-    scheduler = BatchScheduler(_batching_options(options)) if options.enable_batching else None
+    batching = _batching_options(options) if options.enable_batching else None
+    _check_port_free(options.host, options.port)
+    if credentials is None and not _is_loopback(options.host):
+        log.warning(
+            "Serving on %s:%s without TLS: anyone who can reach it can call Predict, Classify, Regress, "
+            "MultiInference and GetModelMetadata, and the ModelService, including "
+            "HandleReloadConfigRequest, which loads and unloads models (under --allowed_model_roots). "
+            "Use --ssl_config_file with client_verify: true, or bind 127.0.0.1",
+            options.host,
+            options.port,
+        )
+    scheduler = BatchScheduler(batching) if batching is not None else None
     runner = scheduler.run if scheduler is not None else inference.direct_runner
     load_options = LoadOptions(
         max_num_load_retries=options.max_num_load_retries,
@@ -360,17 +549,21 @@ def create_server(options=None, **overrides):
                 ("grpc.so_reuseport", 0),
             ],
         )
+        tracker = RequestTracker()
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(core, runner), grpc_server
+            PredictionServicer(core, runner, tracker, options.max_request_tensor_bytes), grpc_server
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), grpc_server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core, tracker), grpc_server)
         address = f"{options.host}:{options.port}"
-        if credentials is not None:
-            port = grpc_server.add_secure_port(address, credentials)
-        else:
-            port = grpc_server.add_insecure_port(address)
+        try:
+            if credentials is not None:
+                port = grpc_server.add_secure_port(address, credentials)
+            else:
+                port = grpc_server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
         if not port:
-            raise OSError(f"Could not bind {address}")
+            raise OSError(f"Could not bind {address}: is the port in use?")
         grpc_server.start()
     except BaseException:
         core.stop()
@@ -378,7 +571,7 @@ def create_server(options=None, **overrides):
             scheduler.close()
         raise
     core.start_polling()
-    server = ModelServer(grpc_server, core, scheduler, port)
+    server = ModelServer(grpc_server, core, scheduler, port, tracker)
     if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
         server.watch_config_file(options.model_config_file, options.model_config_file_poll_wait_seconds)
     return server, port
@@ -431,6 +624,14 @@ def build_parser():
         default=DEFAULT_MAX_REQUEST_BYTES,
         help="largest request accepted; larger ones get RESOURCE_EXHAUSTED (default 64 MiB)",
     )
+    flag(
+        "--max_request_tensor_bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_TENSOR_BYTES,
+        help="most memory the input tensors of one request may take once parsed (estimated before "
+        "parsing: elements x dtype size, strings 24 bytes each plus their bytes); larger requests get "
+        "RESOURCE_EXHAUSTED (default 64 MiB)",
+    )
     flag("--grpc_max_threads", type=int, default=4 * (os.cpu_count() or 1))
     flag("--allowed_model_roots", help="comma-separated directories reloaded configs may use")
     flag("--max_num_load_retries", type=int, default=5)
@@ -442,8 +643,9 @@ def build_parser():
     flag(
         "--shutdown_grace_seconds",
         type=float,
-        default=10.0,
-        help="on SIGTERM, how long running requests may take to finish",
+        default=DEFAULT_SHUTDOWN_GRACE_SECONDS,
+        help="on SIGTERM, how long running requests may take to finish; new ones get UNAVAILABLE, and "
+        "after it the running ones are cancelled and the process exits within one more second",
     )
     return p
 
@@ -470,6 +672,7 @@ def options_from_args(args):
         ssl_config_file=args.ssl_config_file,
         monitoring_config_file=args.monitoring_config_file,
         max_request_bytes=args.max_request_bytes,
+        max_request_tensor_bytes=args.max_request_tensor_bytes,
         grpc_max_threads=args.grpc_max_threads,
         allowed_model_roots=args.allowed_model_roots.split(",") if args.allowed_model_roots else None,
         max_num_load_retries=args.max_num_load_retries,
@@ -482,14 +685,15 @@ def options_from_args(args):
 
 
 def main(argv=None):
-    """Runs the server until SIGTERM or SIGINT; returns the exit code."""
+    """Runs the server until SIGTERM or SIGINT, then ends the process (status 0); returns 1 when the
+    server cannot start."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s] %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         server, port = create_server(options_from_args(args))
     except (errors.ServingError, ValueError, OSError) as e:
-        print(f"Failed to start server. Error: {e}", file=sys.stderr, flush=True)
+        print(f"Failed to start server. Error: {_one_line(e)}", file=sys.stderr, flush=True)
         return 1
     stop = threading.Event()
 
@@ -500,11 +704,34 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"Running gRPC ModelServer at {args.host}:{port} ...", flush=True)
-    while not stop.wait(0.5):
+    while not stop.wait(0.1):
         pass
-    server.stop(grace=args.shutdown_grace_seconds)
+    grace = max(0.0, args.shutdown_grace_seconds)
+    _exit_at(time.monotonic() + grace + 0.9)
+    server.stop(grace=grace)
     log.info("Server stopped")
-    return 0
+    # Tearing down the interpreter with TensorFlow loaded takes seconds on a busy machine; nothing
+    # is left to flush but the output, so leave now to keep the shutdown within its bound.
+    _exit_now(0)
+
+
+def _exit_now(status):
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _exit_at(when):
+    """Ends the process at `when` whatever still runs (a model load, an op that ignores
+    cancellation, a non-daemon thread), so a shutdown is bounded by the grace period plus one second."""
+
+    def watchdog():
+        time.sleep(max(0.0, when - time.monotonic()))
+        log.error("Shutdown did not finish in time; exiting now")
+        _exit_now(1)
+
+    threading.Thread(target=watchdog, name="shutdown-watchdog", daemon=True).start()
 
 
 if __name__ == "__main__":
