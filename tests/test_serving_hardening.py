@@ -38,8 +38,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from keras_seq.serving import config as config_lib
 from keras_seq.serving import server as server_lib
-from keras_seq.serving import testing, tls
+from keras_seq.serving import tls
 from keras_seq.serving.tensors import estimated_bytes, proto_to_ndarray
+
+import serving_fixtures as testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INT32_MAX = 2**31 - 1
