@@ -413,6 +413,21 @@ def test_bad_ssl_config_fails_in_one_line_before_loading(problem, repository, ce
         assert "does not match" in err[0]
 
 
+@pytest.mark.parametrize("flag", ["--model_config_file", "--batching_parameters_file", "--monitoring_config_file"])
+def test_bad_config_file_fails_in_one_line(flag, repository, tmp_path, capfd, caplog):
+    bad = tmp_path / "bad.config"
+    bad.write_text("this_field_does_not_exist: 1")
+    flags = [f"{flag}={bad}"]
+    if flag != "--model_config_file":
+        flags.append(f"--model_config_file={repository}")
+    if flag == "--batching_parameters_file":
+        flags.append("--enable_batching")
+    status, err = fail_fast(capfd, caplog, *flags)
+    assert status == 1
+    assert len(err) == 1 and err[0].startswith(f"Failed to start server. Error: {flag} {bad}: "), err
+    assert "this_field_does_not_exist" in err[0]
+
+
 def test_port_in_use_fails_in_one_line_before_loading(repository, capfd, caplog):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
