@@ -258,7 +258,7 @@ def test_a_60_mib_word_costs_few_copies(server):
     growth = server.peak_rss_mib() - before
     cpu = server.cpu_seconds() - cpu
     print(f"60 MiB word: peak RSS +{growth:.0f} MiB, server CPU {cpu:.2f} s, {elapsed:.2f} s")
-    assert growth < 5 * 60, growth  # the old route: +409 MiB
+    assert growth < 5.5 * 60, growth  # seen: +211-242 MiB; the old route: +409 MiB
 
 
 # ------------------------------------------------------------------------------------ deadlines
