@@ -260,7 +260,7 @@ def test_a_60_mib_word_costs_few_copies(server):
     growth = server.peak_rss_mib() - before
     cpu = server.cpu_seconds() - cpu
     print(f"60 MiB word: peak RSS +{growth:.0f} MiB, server CPU {cpu:.2f} s, {elapsed:.2f} s")
-    assert growth < 5 * 60, growth  # the old route: +409 MiB
+    assert growth < 5.5 * 60, growth  # seen: +211-242 MiB; the old route: +409 MiB
 
 
 # ------------------------------------------------------------------------------------ deadlines
@@ -413,6 +413,21 @@ def test_bad_ssl_config_fails_in_one_line_before_loading(problem, repository, ce
     assert ssl in err[0]
     if problem == "mismatched_pair":
         assert "does not match" in err[0]
+
+
+@pytest.mark.parametrize("flag", ["--model_config_file", "--batching_parameters_file", "--monitoring_config_file"])
+def test_bad_config_file_fails_in_one_line(flag, repository, tmp_path, capfd, caplog):
+    bad = tmp_path / "bad.config"
+    bad.write_text("this_field_does_not_exist: 1")
+    flags = [f"{flag}={bad}"]
+    if flag != "--model_config_file":
+        flags.append(f"--model_config_file={repository}")
+    if flag == "--batching_parameters_file":
+        flags.append("--enable_batching")
+    status, err = fail_fast(capfd, caplog, *flags)
+    assert status == 1
+    assert len(err) == 1 and err[0].startswith(f"Failed to start server. Error: {flag} {bad}: "), err
+    assert "this_field_does_not_exist" in err[0]
 
 
 def test_port_in_use_fails_in_one_line_before_loading(repository, capfd, caplog):

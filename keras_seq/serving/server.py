@@ -509,7 +509,8 @@ def create_server(options=None, **overrides):
             raise TypeError(f"create_server() got an unexpected option {name!r}")
         setattr(options, name, value)
     if options.monitoring_config_file:
-        config_lib.read_monitoring_config(options.monitoring_config_file)  # validated, served by TF Serving only
+        # Validated only: metrics are served by TF Serving's REST port.
+        _read_config("--monitoring_config_file", options.monitoring_config_file, config_lib.read_monitoring_config)
         log.warning("Monitoring (Prometheus on the REST port) is served only by the tensorflow/serving container")
     if options.batching_parameters_file and not options.enable_batching:
         raise ValueError("--batching_parameters_file is set but --enable_batching is not")
