@@ -25,13 +25,9 @@ from keras_seq.g2p.data import (
     write_cmudict,
 )
 from keras_seq.g2p.model import G2P
-from keras_seq.g2p.train import (
-    RunExistsError,
-    _prepare_out_dir,
-    make_dataset,
-    read_metrics,
-    train,
-)
+from keras_seq.g2p.config import G2PConfig
+from keras_seq.g2p.train import RunExistsError, make_dataset, read_metrics, train
+from keras_seq.training.loop import _prepare_out_dir
 
 # Small, and one traced training step (static shapes): the tests spend their time compiling.
 TINY = dict(units=32, embedding_dim=16, verbose=0, dev_words=50, lr_schedule="constant",
@@ -232,21 +228,24 @@ def test_resume_after_interruption_and_to_more_epochs(tmp_path):
     train(lexicon, dev, out, epochs=4, batch_size=32, resume=True, **TINY)  # a finished run, continued
     assert [int(r["epoch"]) for r in read_metrics(out / "metrics.csv")] == [1, 2, 3, 4]
 
-    _prepare_out_dir(out, {}, resume=False, overwrite=True)  # what overwrite=True does first
+    config = G2PConfig(out=str(out))
+    _prepare_out_dir(out, G2P, config, {"train": "x"}, resume=False, overwrite=True)  # what overwrite=True does first
     assert not (out / "metrics.csv").exists() and not (out / "backup").exists()
-    assert _prepare_out_dir(out, {}, resume=False, overwrite=False) is None
+    assert _prepare_out_dir(out, G2P, config, {"train": "x"}, resume=False, overwrite=False) is None
 
 
 def test_resume_of_a_run_saved_before_an_option_existed(tmp_path):
     """A run.json written before `context_every_step` existed resumes as a run without it."""
     out = tmp_path / "run"
     out.mkdir()
-    old = {"units": 32, "attention": False, "train_source": "x"}
+    old = {**G2PConfig().model_settings(), "units": 32, "attention": False, "train_source": "x"}
+    del old["context_every_step"]
     (out / "run.json").write_text(json.dumps({"settings": old, "finished": False, "epochs_done": 1}))
-    asked = {**old, "context_every_step": False, "epochs": 3}
-    assert _prepare_out_dir(out, asked, resume=True, overwrite=False)["epochs_done"] == 1
+    asked = G2PConfig(units=32, attention=False, epochs=3)
+    assert _prepare_out_dir(out, G2P, asked, {"train": "x"}, resume=True, overwrite=False)["epochs_done"] == 1
     with pytest.raises(RunExistsError, match="context_every_step=False \\(asked True\\)"):
-        _prepare_out_dir(out, {**asked, "context_every_step": True}, resume=True, overwrite=False)
+        _prepare_out_dir(out, G2P, asked.replace(context_every_step=True), {"train": "x"}, resume=True,
+                         overwrite=False)
 
 
 def test_dataset_batches_are_bucketed_and_masked():

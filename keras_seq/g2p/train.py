@@ -98,4 +98,3 @@ def train(train_source, dev_source=None, out_dir="runs/g2p", *, config_cls=G2PCo
                        sources=sources)
 
 
-del Path

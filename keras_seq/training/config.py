@@ -30,11 +30,13 @@ LR_SCHEDULES = ("decay", "plateau", "constant")
 CELLS = ("lstm", "gru", "elman")
 
 
-def setting(default, help, *, choices=None, model=False, cli=True, aliases=(), minimum=None):
+def setting(default, help, *, choices=None, model=False, cli=True, aliases=(), off_aliases=(), minimum=None):
     """A dataclass field with its help text: ``model=True`` for settings that define the model;
-    ``aliases``: more command-line flags for it; ``minimum``: the smallest integer allowed."""
+    ``aliases``: more command-line flags for it (``off_aliases``: flags that turn a boolean off);
+    ``minimum``: the smallest integer allowed."""
     return field(default=default, metadata={"help": help, "choices": choices, "model": model, "cli": cli,
-                                            "aliases": tuple(aliases), "minimum": minimum})
+                                            "aliases": tuple(aliases), "off_aliases": tuple(off_aliases),
+                                            "minimum": minimum})
 
 
 @dataclass
@@ -55,7 +57,8 @@ class TrainingConfig:
     embedding_dim: int = setting(64, "size of the token embeddings", model=True, minimum=1)
     encoder_layers: int = setting(1, "stacked encoder layers", model=True, minimum=1)
     decoder_layers: int = setting(1, "stacked decoder layers", model=True, minimum=1)
-    bidirectional: bool = setting(True, "bidirectional encoder (Fig. 10.11)", model=True)
+    bidirectional: bool = setting(True, "bidirectional encoder (Fig. 10.11)", model=True,
+                                  off_aliases=("--unidirectional",))
     attention: bool = setting(False, "additive attention over the encoder's outputs", model=True)
     context_every_step: bool = setting(False, "also feed the encoder's context to every decoder step (Fig. 10.12)",
                                        model=True)
@@ -160,6 +163,8 @@ def add_arguments(parser, config_cls, required=("out",)):
         elif isinstance(default, bool) or "bool" in str(f.type):
             parser.add_argument(*_flags(f), dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text + " (default: %(default)s)")
+            for alias in meta.get("off_aliases", ()):
+                parser.add_argument(alias, dest=f.name, action="store_false", help=f"the same as --no-{_flags(f)[0][2:]}")
         else:
             parser.add_argument(*_flags(f), dest=f.name, type=_type_of(f, default), default=default,
                                 choices=meta.get("choices"), help=help_text + " (default: %(default)s)")

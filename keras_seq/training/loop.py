@@ -132,8 +132,10 @@ def _prepare_out_dir(out_dir, application_cls, config, described, resume, overwr
     wanted = {**config.model_settings(), "train": described["train"]}
     diffs = []
     for key, value in wanted.items():
-        # A run saved before a setting existed ran with its default; older runs said train_source.
-        before = saved.get(key, saved.get("train_source") if key == "train" else getattr(defaults, key, None))
+        if key == "train":  # run.json says which data trained the run; older runs said train_source
+            before = (previous.get("data") or {}).get("train", saved.get("train_source"))
+        else:  # a run saved before a setting existed ran with its default
+            before = saved.get(key, getattr(defaults, key, None))
         if before != value:
             diffs.append(f"{key}={before!r} (asked {value!r})")
     if diffs:
