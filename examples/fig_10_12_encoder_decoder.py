@@ -1,10 +1,11 @@
 """Fig. 10.12: the encoder-decoder (sequence-to-sequence) architecture. An encoder RNN reads the
 input into a context C; a decoder RNN generates an output of another length from C. The task here
-is spelling letter strings backwards (keras_seq.g2p.reverse_task), trained with teacher forcing
+is spelling letter strings backwards (keras_seq.seq2seq.synthetic.reverse_task), trained with teacher forcing
 and decoded with greedy and beam search; `--context-every-step` also feeds C to every decoder step
 (as the figure draws it; otherwise C only starts the decoder); `--attention` adds additive attention.
 
-For the real task, grapheme-to-phoneme conversion on CMUdict, see `keras-seq train g2p`.
+The model is a `keras_seq.seq2seq.TextSeq2Seq` (characters in, characters out); for your own
+pairs see `keras-seq train seq2seq`, for grapheme-to-phoneme conversion `keras-seq train g2p`.
 
 Run: python examples/fig_10_12_encoder_decoder.py [--tiny] [--cell lstm|gru|elman] [--context-every-step]
                                                    [--attention]
@@ -18,8 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_seq.g2p import make_teacher_forcing_arrays, reverse_task  # noqa: E402
-from keras_seq.g2p.model import G2P  # noqa: E402
+from keras_seq.seq2seq import TextSeq2Seq  # noqa: E402
+from keras_seq.seq2seq.synthetic import reverse_task  # noqa: E402
+from keras_seq.text import make_teacher_forcing_arrays  # noqa: E402
 
 
 def main(argv=None):
@@ -35,14 +37,14 @@ def main(argv=None):
 
     train = reverse_task(200 if tiny else 6000, 3, 8, seed=0)
     test = [entry for entry in reverse_task(300, 3, 8, seed=1) if entry not in train][:200]
-    g2p = G2P.create(train, units=16 if tiny else 128, embedding_dim=16, cell=args.cell,
-                     attention=args.attention, context_every_step=args.context_every_step,
-                     candidate_activation="tanh")
-    data = make_teacher_forcing_arrays(train, g2p.characters, g2p.phonemes)
-    g2p.model.compile(keras.optimizers.Adam(0.01 if tiny else 0.005),
+    model = TextSeq2Seq.create(train, units=16 if tiny else 128, embedding_dim=16, cell=args.cell,
+                               attention=args.attention, context_every_step=args.context_every_step,
+                               candidate_activation="tanh")
+    data = make_teacher_forcing_arrays(train, model.source_vocabulary, model.target_vocabulary)
+    model.model.compile(keras.optimizers.Adam(0.01 if tiny else 0.005),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
                       run_eagerly=tiny)
-    g2p.model.fit({"encoder_inputs": data["encoder_inputs"], "decoder_inputs": data["decoder_inputs"]},
+    model.model.fit({"encoder_inputs": data["encoder_inputs"], "decoder_inputs": data["decoder_inputs"]},
                   data["labels"], epochs=1 if tiny else 12, batch_size=64, verbose=0)
 
     words = [w for w, _ in test]
@@ -51,17 +53,17 @@ def main(argv=None):
                                                     ("attention", args.attention)] if on)
     print(f"Fig. 10.12 encoder-decoder ({args.cell}{options}): reverse a string")
     for method in ("greedy",) if tiny else ("greedy", "beam"):
-        spelled = ["".join(r[0][0]).lower() for r in g2p.predict(words, method=method)]
+        spelled = [r[0][0].lower() for r in model.predict(words, method=method)]
         print(f"  {method:<6} exact match on {len(words)} unseen strings: "
               f"{np.mean([s == t for s, t in zip(spelled, truth)]):.1%}")
-    shown = g2p.predict(words[:4], method="greedy") if tiny else g2p.predict(words[:4], num_results=2)
+    shown = model.predict(words[:4], method="greedy") if tiny else model.predict(words[:4], num_results=2)
     for word, result in zip(words[:4], shown):
-        best = ", ".join(f"{''.join(p).lower()} ({score:.2f})" for p, score in result)
+        best = ", ".join(f"{output.lower()} ({score:.2f})" for output, score in result)
         print(f"  {word:<9} -> {best}")
     if args.save:
-        g2p.save(args.save)
+        model.save(args.save)
         print(f"  saved to {args.save} (try: keras-seq plot attention --model {args.save} --word abcdef --out a.png)")
-    return g2p
+    return model
 
 
 if __name__ == "__main__":

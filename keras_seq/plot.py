@@ -53,11 +53,11 @@ def _save(fig, out):
 
 def _labels(g2p, word):
     """The characters of `word` as the model reads them (`?` for one out of its vocabulary)."""
-    ids = g2p.encode_words([word])[0]
-    ids = ids[ids != g2p.characters.pad_id]
+    ids = g2p.encode([word])[0]
+    ids = ids[ids != g2p.source_vocabulary.pad_id]
     if not len(ids):
         raise ValueError(f"No characters to show for the word {word!r}.")
-    return [g2p.characters.id_to_token(i) if i != g2p.characters.oov_id else "?" for i in ids], ids
+    return [g2p.source_vocabulary.id_to_token(i) if i != g2p.source_vocabulary.oov_id else "?" for i in ids], ids
 
 
 # -- gates -----------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def attention_weights(g2p, word, max_length=None):
         _, weights = model.attention(x, state["memory"], state["memory_mask"], return_weights=True)
         rows.append(ops.convert_to_numpy(weights)[0])
         previous = ops.full((1,), int(token), "int32")
-    phonemes = [g2p.phonemes.id_to_token(int(t)) for t in outputs]
+    phonemes = [g2p.target_vocabulary.id_to_token(int(t)) for t in outputs]
     return characters, phonemes, np.array(rows).reshape(len(outputs), len(characters))
 
 
@@ -281,9 +281,9 @@ def main(argv=None):
         if args.what == "curves":
             out = plot_curves(args.run, args.out)
         else:
-            from keras_seq.g2p.model import G2P
+            from keras_seq.cli.predict import load_application
 
-            g2p = G2P.load(args.model)
+            g2p = load_application(args.model)  # a G2P or any TextSeq2Seq model directory
             if args.what == "gates":
                 out = plot_gates(g2p, args.word, args.out, layer=args.layer, max_units=args.units)
             else:

@@ -4,18 +4,16 @@ Contents:
 
 - A reader for CMUdict-format pronunciation dictionaries (:func:`read_cmudict`,
   :func:`load_cmudict`), returning a *lexicon*: a list of ``(word, [pronunciation, ...])``
-  entries in file order, where every pronunciation is a tuple of phoneme strings.
+  entries in file order, where every pronunciation is a tuple of phoneme strings; ARPAbet and
+  stress handling (:func:`strip_stress`).
 - A deterministic train/dev/test split by a stable hash of the word (:func:`hash_split`).
-- Vocabularies (:class:`Vocabulary`) with reserved tokens, saved to and loaded from plain
-  text files (one token per line), built from training data (:func:`build_char_vocabulary`,
-  :func:`build_phoneme_vocabulary`).
-- In-graph tokenization for raw words (:class:`CharTokenizer`) and its inverse for outputs
-  (:class:`PhonemeDetokenizer`): Keras layers made of standard TensorFlow ops only, usable
-  inside a ``tf.function`` and a SavedModel (TensorFlow backend).
-- Python/NumPy-side encoders (:func:`encode_word`, :meth:`Vocabulary.encode`,
-  :meth:`Vocabulary.decode`) and the padded teacher-forcing arrays
-  (:func:`make_teacher_forcing_arrays`).
-- Quick synthetic tasks in the same lexicon format (:func:`reverse_task`, :func:`sort_task`).
+- G2P's conventions over the task-neutral blocks of `keras_seq.text`: characters of lower-cased
+  words in, phonemes out (:func:`build_char_vocabulary`, :func:`build_phoneme_vocabulary`,
+  :func:`encode_word`, :func:`make_teacher_forcing_arrays`, and the in-graph
+  :class:`CharTokenizer` / :class:`PhonemeDetokenizer`, imported with TensorFlow on first use).
+
+`Vocabulary` and the reserved tokens are `keras_seq.text`'s, re-exported here; the quick synthetic
+tasks (`reverse_task`, `sort_task`) are `keras_seq.seq2seq.synthetic`'s.
 
 Conventions:
 
@@ -41,14 +39,27 @@ import importlib.metadata
 import importlib.util
 import os
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-import keras
-import tensorflow as tf
+from keras_seq import text as _text
+from keras_seq.seq2seq.synthetic import reverse_task, sort_task
+from keras_seq.text.vocabulary import (
+    END,
+    END_ID,
+    INPUT_RESERVED,
+    OOV,
+    OOV_ID,
+    OUTPUT_RESERVED,
+    PAD,
+    PAD_ID,
+    START,
+    START_ID,
+    Vocabulary,
+    build_vocabulary,
+)
 
 __all__ = [
     "Pronunciation",
@@ -90,14 +101,6 @@ Pronunciation = tuple[str, ...]
 Entry = tuple[str, list[Pronunciation]]
 #: A lexicon: entries in file order.
 Lexicon = list[Entry]
-
-PAD = "<pad>"
-OOV = "<unk>"
-START = "<s>"
-END = "</s>"
-PAD_ID, OOV_ID, START_ID, END_ID = 0, 1, 2, 3
-INPUT_RESERVED = (PAD, OOV)
-OUTPUT_RESERVED = (PAD, OOV, START, END)
 
 # A CMUdict phoneme: ARPAbet letters with an optional stress digit (0, 1, 2).
 _PHONEME_RE = re.compile(r"^[A-Z]+[0-9]?$")
@@ -384,254 +387,26 @@ def hash_split(
 
 
 # --------------------------------------------------------------------------------------------
-# Vocabularies
+# G2P's conventions over keras_seq.text: lower-cased characters in, phonemes out
 # --------------------------------------------------------------------------------------------
 
 
-class Vocabulary:
-    """A token <-> id mapping with reserved tokens, stored as a text file (one token a line).
-
-    The id of a token is its line number (0-based). The first tokens are reserved:
-    ``<pad>`` = 0 and ``<unk>`` = 1 (out-of-vocabulary) always; an output vocabulary also has
-    ``<s>`` = 2 (start) and ``</s>`` = 3 (end).
-
-    Args:
-        tokens: All tokens in id order, starting with the reserved ones
-            (:data:`INPUT_RESERVED` or :data:`OUTPUT_RESERVED`).
-
-    Raises:
-        ValueError: If the reserved tokens are missing or misplaced, a token is duplicated,
-            empty, or contains a line break.
-    """
-
-    def __init__(self, tokens: Sequence[str]):
-        tokens = list(tokens)
-        if tuple(tokens[:2]) != INPUT_RESERVED:
-            raise ValueError(f"a vocabulary must start with {INPUT_RESERVED}, got {tokens[:4]}")
-        has_start_end = START in tokens or END in tokens
-        if has_start_end and tuple(tokens[:4]) != OUTPUT_RESERVED:
-            raise ValueError(f"an output vocabulary must start with {OUTPUT_RESERVED}")
-        for token in tokens:
-            if not token or "\n" in token or "\r" in token:
-                raise ValueError(f"invalid vocabulary token {token!r}")
-        if len(set(tokens)) != len(tokens):
-            dup = [t for t, c in Counter(tokens).items() if c > 1]
-            raise ValueError(f"duplicate vocabulary tokens: {dup}")
-        self._tokens = tokens
-        self._ids = {token: i for i, token in enumerate(tokens)}
-
-    # -- properties ------------------------------------------------------------------------
-
-    @property
-    def tokens(self) -> list[str]:
-        """All tokens in id order (a copy)."""
-        return list(self._tokens)
-
-    @property
-    def pad_id(self) -> int:
-        """Id of ``<pad>`` (0)."""
-        return PAD_ID
-
-    @property
-    def oov_id(self) -> int:
-        """Id of ``<unk>``, the out-of-vocabulary id (1)."""
-        return OOV_ID
-
-    @property
-    def has_start_end(self) -> bool:
-        """Whether this is an output vocabulary with ``<s>`` and ``</s>``."""
-        return START in self._ids
-
-    @property
-    def start_id(self) -> int | None:
-        """Id of ``<s>`` (2) in an output vocabulary, else None."""
-        return self._ids.get(START)
-
-    @property
-    def end_id(self) -> int | None:
-        """Id of ``</s>`` (3) in an output vocabulary, else None."""
-        return self._ids.get(END)
-
-    @property
-    def num_reserved(self) -> int:
-        """Number of reserved tokens at the start (2 or 4)."""
-        return len(OUTPUT_RESERVED) if self.has_start_end else len(INPUT_RESERVED)
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-    def __contains__(self, token: object) -> bool:
-        return token in self._ids
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self._tokens == other._tokens
-
-    def __repr__(self) -> str:
-        return f"Vocabulary({len(self)} tokens: {self._tokens[:8]}{'...' if len(self) > 8 else ''})"
-
-    # -- mapping ---------------------------------------------------------------------------
-
-    def token_to_id(self, token: str) -> int:
-        """Id of a token, :attr:`oov_id` if unknown.
-
-        Args:
-            token: A token.
-
-        Returns:
-            Its id.
-        """
-        return self._ids.get(token, OOV_ID)
-
-    def id_to_token(self, index: int) -> str:
-        """Token of an id (``<unk>`` for an id out of range).
-
-        Args:
-            index: An id.
-
-        Returns:
-            Its token.
-        """
-        index = int(index)
-        return self._tokens[index] if 0 <= index < len(self._tokens) else OOV
-
-    def encode(
-        self, tokens: Iterable[str], *, add_start: bool = False, add_end: bool = False
-    ) -> list[int]:
-        """Map tokens to ids (unknown tokens to :attr:`oov_id`).
-
-        Args:
-            tokens: A sequence of tokens (characters or phonemes).
-            add_start: Prepend the ``<s>`` id (output vocabularies only).
-            add_end: Append the ``</s>`` id (output vocabularies only).
-
-        Returns:
-            The list of ids.
-        """
-        if (add_start or add_end) and not self.has_start_end:
-            raise ValueError("this vocabulary has no <s> / </s> tokens")
-        ids = [self._ids.get(t, OOV_ID) for t in tokens]
-        if add_start:
-            ids.insert(0, START_ID)
-        if add_end:
-            ids.append(END_ID)
-        return ids
-
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        """Map ids back to tokens, the inverse of :meth:`encode` on a model's output.
-
-        Stops at the first ``</s>``; drops ``<pad>`` and ``<s>``; ids out of range become
-        ``<unk>``.
-
-        Args:
-            ids: A sequence of ids (a list or a 1-D array).
-
-        Returns:
-            The list of tokens.
-        """
-        out = []
-        end = self.end_id
-        for index in np.asarray(ids).reshape(-1).tolist():
-            if end is not None and index == end:
-                break
-            if index == PAD_ID or (self.has_start_end and index == START_ID):
-                continue
-            out.append(self.id_to_token(index))
-        return out
-
-    # -- files -----------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary as UTF-8 text, one token per line, in id order.
-
-        Args:
-            path: The file to write.
-        """
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            for token in self._tokens:
-                f.write(token + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocabulary":
-        """Read a vocabulary written by :meth:`save`.
-
-        Args:
-            path: The file to read.
-
-        Returns:
-            The vocabulary.
-        """
-        with open(path, "r", encoding="utf-8", newline="\n") as f:
-            tokens = [line[:-1] if line.endswith("\n") else line for line in f]
-        if tokens and tokens[-1] == "":
-            tokens.pop()
-        return cls(tokens)
+def build_char_vocabulary(lexicon: Iterable[tuple[str, Sequence]], *, min_count: int = 1) -> Vocabulary:
+    """The character vocabulary of the (normalized) words of `lexicon`: ``<pad>``, ``<unk>``, then
+    the characters in sorted order; characters seen fewer than `min_count` times are left out."""
+    return build_vocabulary((normalize_word(word) for word, _ in lexicon), min_count=min_count)
 
 
-def _build(counts: Counter, reserved: Sequence[str], min_count: int) -> Vocabulary:
-    for token in reserved:
-        if token in counts:
-            raise ValueError(f"the data contains the reserved token {token!r}")
-    kept = sorted(t for t, c in counts.items() if c >= min_count)
-    return Vocabulary(list(reserved) + kept)
+def build_phoneme_vocabulary(lexicon: Iterable[tuple[str, Sequence[Sequence[str]]]], *,
+                             min_count: int = 1) -> Vocabulary:
+    """The phoneme vocabulary of `lexicon`'s pronunciations: ``<pad>``, ``<unk>``, ``<s>``,
+    ``</s>``, then the phonemes in sorted order."""
+    return build_vocabulary((pron for _, prons in lexicon for pron in prons), output=True, min_count=min_count)
 
 
-def build_char_vocabulary(
-    lexicon: Iterable[tuple[str, Sequence]], *, min_count: int = 1
-) -> Vocabulary:
-    """Build the character-level input vocabulary from training words.
-
-    Args:
-        lexicon: ``(word, [pronunciation, ...])`` entries (or any pairs whose first item is
-            the word); words are normalized with :func:`normalize_word`.
-        min_count: Characters seen fewer times are left out (they map to ``<unk>``).
-
-    Returns:
-        A :class:`Vocabulary`: ``<pad>``, ``<unk>``, then the characters in sorted order.
-    """
-    counts: Counter = Counter()
-    for word, _ in lexicon:
-        counts.update(normalize_word(word))
-    return _build(counts, INPUT_RESERVED, min_count)
-
-
-def build_phoneme_vocabulary(
-    lexicon: Iterable[tuple[str, Sequence[Sequence[str]]]], *, min_count: int = 1
-) -> Vocabulary:
-    """Build the phoneme output vocabulary from training pronunciations.
-
-    Args:
-        lexicon: ``(word, [pronunciation, ...])`` entries.
-        min_count: Phonemes seen fewer times are left out (they map to ``<unk>``).
-
-    Returns:
-        A :class:`Vocabulary`: ``<pad>``, ``<unk>``, ``<s>``, ``</s>``, then the phonemes in
-        sorted order.
-    """
-    counts: Counter = Counter()
-    for _, prons in lexicon:
-        for pron in prons:
-            counts.update(pron)
-    return _build(counts, OUTPUT_RESERVED, min_count)
-
-
-# --------------------------------------------------------------------------------------------
-# Python/NumPy-side encoding and teacher-forcing arrays
-# --------------------------------------------------------------------------------------------
-
-
-def encode_word(
-    word: str, char_vocab: Vocabulary, max_length: int | None = None
-) -> list[int] | np.ndarray:
-    """Encode one word as character ids, exactly as :class:`CharTokenizer` does in the graph.
-
-    Args:
-        word: A raw word (normalized with :func:`normalize_word`).
-        char_vocab: The input vocabulary.
-        max_length: If given, truncate or pad with 0 to this length and return an int32 array.
-
-    Returns:
-        A list of ids (``max_length=None``) or an int32 array of shape ``[max_length]``.
-    """
+def encode_word(word: str, char_vocab: Vocabulary, max_length: int | None = None) -> list[int] | np.ndarray:
+    """One word's character ids, exactly as :class:`CharTokenizer` computes them in the graph; with
+    `max_length`, an int32 array of that length (truncated or padded with 0)."""
     ids = char_vocab.encode(normalize_word(word))
     if max_length is None:
         return ids
@@ -641,285 +416,16 @@ def encode_word(
     return out
 
 
-def make_teacher_forcing_arrays(
-    lexicon: Sequence[tuple[str, Sequence[Sequence[str]]]],
-    char_vocab: Vocabulary,
-    phoneme_vocab: Vocabulary,
-    *,
-    max_input_length: int | None = None,
-    max_output_length: int | None = None,
-    truncate: bool = False,
-) -> dict[str, np.ndarray]:
-    """Padded int32 arrays for training an encoder-decoder with teacher forcing.
-
-    One example per ``(word, pronunciation)`` pair. With ``z = [<s>, y_1, ..., y_n, </s>]``
-    the pronunciation's ids framed by start and end, the decoder input is ``z[:-1]`` =
-    ``[<s>, y_1, ..., y_n]`` and the label is ``z[1:]`` = ``[y_1, ..., y_n, </s>]``; both are
-    padded with 0 to ``max_output_length + 1`` steps (a masked loss ignores label 0).
-
-    Args:
-        lexicon: ``(word, [pronunciation, ...])`` entries.
-        char_vocab: The input (character) vocabulary.
-        phoneme_vocab: The output (phoneme) vocabulary, with ``<s>`` and ``</s>``.
-        max_input_length: Steps of the encoder input; default the longest word.
-        max_output_length: Most phonemes per pronunciation; the decoder arrays have
-            ``max_output_length + 1`` steps. Default the longest pronunciation.
-        truncate: If False, a word or pronunciation longer than the given maximum raises
-            ValueError; if True it is truncated (the label then ends without ``</s>``).
-
-    Returns:
-        A dict with
-
-        - ``"encoder_inputs"``: int32 ``[N, max_input_length]``, character ids;
-        - ``"decoder_inputs"``: int32 ``[N, max_output_length + 1]``;
-        - ``"labels"``: int32 ``[N, max_output_length + 1]``;
-        - ``"word_index"``: int64 ``[N]``, index of the example's entry in ``lexicon``;
-
-        where N is the number of pronunciations.
-
-    Raises:
-        ValueError: If ``phoneme_vocab`` has no start/end tokens, or a sequence is too long
-            and ``truncate`` is False.
-    """
-    if not phoneme_vocab.has_start_end:
-        raise ValueError("phoneme_vocab must be an output vocabulary with <s> and </s>")
-    inputs, outputs, index = [], [], []
-    for i, (word, prons) in enumerate(lexicon):
-        x = char_vocab.encode(normalize_word(word))
-        for pron in prons:
-            inputs.append(x)
-            outputs.append(phoneme_vocab.encode(pron))
-            index.append(i)
-    longest_in = max((len(x) for x in inputs), default=0)
-    longest_out = max((len(y) for y in outputs), default=0)
-    if max_input_length is None:
-        max_input_length = longest_in
-    if max_output_length is None:
-        max_output_length = longest_out
-    if not truncate:
-        if longest_in > max_input_length:
-            raise ValueError(
-                f"a word has {longest_in} characters > max_input_length={max_input_length}; "
-                "raise the limit or pass truncate=True"
-            )
-        if longest_out > max_output_length:
-            raise ValueError(
-                f"a pronunciation has {longest_out} phonemes > max_output_length="
-                f"{max_output_length}; raise the limit or pass truncate=True"
-            )
-    n = len(inputs)
-    t_dec = max_output_length + 1
-    encoder_inputs = np.zeros([n, max_input_length], np.int32)
-    decoder_inputs = np.zeros([n, t_dec], np.int32)
-    labels = np.zeros([n, t_dec], np.int32)
-    for k, (x, y) in enumerate(zip(inputs, outputs)):
-        x = x[:max_input_length]
-        encoder_inputs[k, : len(x)] = x
-        z = [START_ID] + y + [END_ID]
-        dec, lab = z[:-1][:t_dec], z[1:][:t_dec]
-        decoder_inputs[k, : len(dec)] = dec
-        labels[k, : len(lab)] = lab
-    return {
-        "encoder_inputs": encoder_inputs,
-        "decoder_inputs": decoder_inputs,
-        "labels": labels,
-        "word_index": np.asarray(index, np.int64),
-    }
+def make_teacher_forcing_arrays(lexicon, char_vocab, phoneme_vocab, **kwargs) -> dict[str, np.ndarray]:
+    """`keras_seq.text.make_teacher_forcing_arrays` for a lexicon: words split into lower-cased
+    characters, one example per (word, pronunciation)."""
+    return _text.make_teacher_forcing_arrays(lexicon, char_vocab, phoneme_vocab, split="chars", lowercase=True,
+                                             **kwargs)
 
 
-# --------------------------------------------------------------------------------------------
-# In-graph tokenization (TensorFlow backend)
-# --------------------------------------------------------------------------------------------
+def __getattr__(name):
+    if name in ("CharTokenizer", "PhonemeDetokenizer"):  # TensorFlow layers: imported on first use
+        from keras_seq.g2p import tokenizers
 
-
-def _tokens_arg(vocabulary: Vocabulary | Sequence[str] | str | os.PathLike) -> list[str]:
-    """Accept a Vocabulary, a token list or a vocabulary file; return the token list."""
-    if isinstance(vocabulary, Vocabulary):
-        return vocabulary.tokens
-    if isinstance(vocabulary, (str, os.PathLike)):
-        return Vocabulary.load(vocabulary).tokens
-    return Vocabulary(vocabulary).tokens
-
-
-@keras.saving.register_keras_serializable(package="keras_seq.g2p")
-class CharTokenizer(keras.layers.Layer):
-    """Maps raw words (strings) to padded character ids, in the graph.
-
-    A batch of words, DT_STRING of shape ``[B]`` (or ``[B, 1]``), is lower-cased
-    (``tf.strings.lower``, UTF-8), split into Unicode characters
-    (``tf.strings.unicode_split``) and looked up with a ``keras.layers.StringLookup``; the
-    result is int32 ``[B, T]`` padded with 0 (``<pad>``). Characters missing from the
-    vocabulary map to 1 (``<unk>``), never to an error; invalid UTF-8 bytes are replaced by
-    U+FFFD (hence ``<unk>``). Standard TensorFlow ops only (no ``py_function``), so the layer
-    runs inside a ``tf.function``, a SavedModel and TF Serving (string ops are not XLA ops:
-    keep it outside a ``jit_compile`` function). It equals :func:`encode_word` for every word
-    (case folding is ICU's in the graph and ``str.lower`` in Python; they agree on ASCII and
-    on ordinary letters of other scripts).
-
-    Args:
-        vocabulary: The input :class:`Vocabulary`, its token list, or its file.
-        max_length: If given, the output is truncated or padded to exactly ``max_length``
-            steps (a static shape); otherwise ``T`` is the longest word of the batch.
-        **kwargs: Keras layer arguments (``name``...).
-    """
-
-    def __init__(self, vocabulary, max_length: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.tokens = _tokens_arg(vocabulary)
-        self.max_length = None if max_length is None else int(max_length)
-        self.lookup = keras.layers.StringLookup(
-            vocabulary=self.tokens[2:],
-            mask_token=PAD,
-            oov_token=OOV,
-            num_oov_indices=1,
-            output_mode="int",
-            name="char_lookup",
-        )
-
-    def build(self, input_shape=None):
-        """No weights: the lookup table is built from the vocabulary at construction."""
-        self.built = True
-
-    def call(self, words):
-        words = tf.convert_to_tensor(words, dtype=tf.string)
-        words = tf.reshape(words, [-1])
-        words = tf.strings.lower(words, encoding="utf-8")
-        chars = tf.strings.unicode_split(words, "UTF-8", errors="replace")
-        ids = chars.with_flat_values(
-            tf.cast(self.lookup(chars.flat_values), tf.int32)
-        )
-        if self.max_length is None:
-            return ids.to_tensor(default_value=PAD_ID)
-        return ids.to_tensor(default_value=PAD_ID, shape=[None, self.max_length])
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.max_length)
-
-    def compute_output_spec(self, words):
-        return keras.KerasTensor((words.shape[0], self.max_length), dtype="int32")
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"vocabulary": list(self.tokens), "max_length": self.max_length})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="keras_seq.g2p")
-class PhonemeDetokenizer(keras.layers.Layer):
-    """Maps output ids ``[B, T]`` back to space-joined phoneme strings ``[B]``, in the graph.
-
-    Reading each row left to right, the output stops at the first ``</s>``; ``<pad>`` and
-    ``<s>`` are dropped; ids out of range become ``<unk>``. Standard TensorFlow ops only.
-    Equals ``" ".join(vocab.decode(row))`` for every row.
-
-    Args:
-        vocabulary: The output :class:`Vocabulary`, its token list, or its file.
-        **kwargs: Keras layer arguments.
-    """
-
-    def __init__(self, vocabulary, **kwargs):
-        super().__init__(**kwargs)
-        self.tokens = _tokens_arg(vocabulary)
-        if START not in self.tokens:
-            raise ValueError("PhonemeDetokenizer needs an output vocabulary with <s> and </s>")
-
-    def build(self, input_shape=None):
-        """No weights."""
-        self.built = True
-
-    def call(self, ids):
-        ids = tf.cast(tf.convert_to_tensor(ids), tf.int32)
-        table = tf.constant(self.tokens, dtype=tf.string)
-        in_range = (ids >= 0) & (ids < len(self.tokens))
-        safe = tf.where(in_range, ids, OOV_ID)
-        tokens = tf.gather(table, safe)
-        is_end = tf.cast(tf.equal(ids, END_ID), tf.int32)
-        before_end = tf.equal(tf.cumsum(is_end, axis=-1), 0)
-        keep = before_end & tf.not_equal(ids, PAD_ID) & tf.not_equal(ids, START_ID)
-        kept = tf.ragged.boolean_mask(tokens, keep)
-        return tf.strings.reduce_join(kept, axis=-1, separator=" ")
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0],)
-
-    def compute_output_spec(self, ids):
-        return keras.KerasTensor((ids.shape[0],), dtype="string")
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"vocabulary": list(self.tokens)})
-        return config
-
-
-# --------------------------------------------------------------------------------------------
-# Quick synthetic tasks
-# --------------------------------------------------------------------------------------------
-
-
-def _random_words(n: int, min_len: int, max_len: int, seed: int, alphabet: str) -> list[str]:
-    """``n`` distinct random strings over ``alphabet`` with lengths in [min_len, max_len]."""
-    if not 1 <= min_len <= max_len:
-        raise ValueError(f"need 1 <= min_len <= max_len, got {min_len}, {max_len}")
-    if len(set(alphabet)) != len(alphabet) or not alphabet:
-        raise ValueError("alphabet must be a non-empty string of distinct characters")
-    capacity = sum(len(alphabet) ** k for k in range(min_len, max_len + 1))
-    if n > capacity:
-        raise ValueError(f"only {capacity} distinct strings exist, {n} requested")
-    rng = np.random.default_rng(seed)
-    letters = np.array(list(alphabet))
-    words: dict[str, None] = {}
-    while len(words) < n:
-        length = int(rng.integers(min_len, max_len + 1))
-        words.setdefault("".join(rng.choice(letters, size=length)), None)
-    return list(words)
-
-
-def reverse_task(
-    n: int,
-    min_len: int = 3,
-    max_len: int = 8,
-    seed: int = 0,
-    alphabet: str = "abcdefghijklmnopqrstuvwxyz",
-) -> Lexicon:
-    """A quick synthetic task: spell a random letter string backwards.
-
-    Returns the same lexicon format as :func:`read_cmudict` (one reference per word, target
-    tokens in upper case like phonemes), so the same vocabulary and model code trains on it.
-
-    Args:
-        n: Number of distinct words.
-        min_len: Shortest word.
-        max_len: Longest word.
-        seed: Seed of the NumPy generator (same seed, same task).
-        alphabet: The letters (lower case, distinct).
-
-    Returns:
-        ``[(word, [(LAST, ..., FIRST)]), ...]``, e.g. ``("abc", [("C", "B", "A")])``.
-    """
-    words = _random_words(n, min_len, max_len, seed, alphabet)
-    return [(w, [tuple(c.upper() for c in reversed(w))]) for w in words]
-
-
-def sort_task(
-    n: int,
-    min_len: int = 3,
-    max_len: int = 8,
-    seed: int = 0,
-    alphabet: str = "abcdefghijklmnopqrstuvwxyz",
-) -> Lexicon:
-    """A quick synthetic task: output the letters of a random string in sorted order.
-
-    Same format as :func:`reverse_task`.
-
-    Args:
-        n: Number of distinct words.
-        min_len: Shortest word.
-        max_len: Longest word.
-        seed: Seed of the NumPy generator.
-        alphabet: The letters (lower case, distinct).
-
-    Returns:
-        ``[(word, [sorted letters, upper case]), ...]``, e.g. ``("cab", [("A", "B", "C")])``.
-    """
-    words = _random_words(n, min_len, max_len, seed, alphabet)
-    return [(w, [tuple(c.upper() for c in sorted(w))]) for w in words]
+        return getattr(tokenizers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

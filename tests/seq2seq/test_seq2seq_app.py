@@ -73,6 +73,7 @@ def test_python_and_offline_cli_predict_agree_and_refuse_too_long_sources(run, c
     results = model.predict(["abc", "", "fed"])
     assert results[1] == [("", 0.0)]  # an empty source gets an empty result, not a guess
     assert all(isinstance(r[0][0], str) for r in results)
+    assert model.predict(["abz"])[0][0][0] is not None  # "z" is not in the vocabulary: <unk>, not a crash
     with pytest.raises(SourceTooLongError, match="has 9 tokens; the model reads at most 8"):
         model.predict(["abcdefabc"])
     (tmp_path / "in.txt").write_text("abc\n\nfed\n")
