@@ -1,4 +1,4 @@
-"""Toy models and NumPy references for tests/test_decoding.py (backend-agnostic, no pytest).
+"""Toy models and NumPy references for tests/decoding/test_decoding.py (backend-agnostic, no pytest).
 
 Imported by the test module and by the JAX subprocess it starts, so it only uses NumPy and
 `keras.ops` and reads no backend at import time.

@@ -360,11 +360,12 @@ def test_jax_backend_jit():
     """Under KERAS_BACKEND=jax (a subprocess: the backend is fixed at import), jax.jit gives
     the same outputs as TensorFlow eagerly, sampling included (the sampler's RNG is backend-free)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.abspath(__file__))
+    tests_dir = os.path.dirname(here)  # tests/, where the shared helpers are
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     code = (
         "import json, sys\n"
-        f"sys.path.insert(0, {tests_dir!r})\n"
+        f"sys.path[:0] = [{tests_dir!r}, {here!r}]\n"
         "import jax, numpy as np, keras\n"
         "assert keras.backend.backend() == 'jax'\n"
         "from _decoding_toys import ToyRNN\n"

@@ -22,7 +22,7 @@ from keras_seq.cli.export import main as export_main
 from keras_seq.export import repository
 from keras_seq.layers import LSTM
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORDS = np.array([b"hello", b"world", b"abc", "z\xfcrich".encode()], dtype=object)
 
 

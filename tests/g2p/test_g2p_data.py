@@ -35,7 +35,7 @@ from keras_seq.g2p.metrics import (
     word_error_rate,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "g2p"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "g2p"
 TRAIN = SHARED / "cmudict-0.7b.train-dev-20-21"
 DEV = SHARED / "cmudict-0.7b.train-dev-1-21"
 UNION = SHARED / "cmudict-0.7b.train"

@@ -43,7 +43,7 @@ from keras_seq.serving.tensors import estimated_bytes, proto_to_ndarray
 
 import serving_fixtures as testing
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INT32_MAX = 2**31 - 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -18,7 +18,7 @@ from keras_seq.serving import Client, config as config_lib
 from keras_seq.serving.batching import BatchingOptions
 from keras_seq.serving.server import create_server
 
-SERVING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving")
+SERVING = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "serving")
 
 
 def path(name):

@@ -12,7 +12,7 @@ from pathlib import Path
 from keras_seq.cli.tasks import evaluate_main
 from keras_seq.g2p.data import reverse_task, write_cmudict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "g2p_gpu.py"
 
 
