@@ -10,7 +10,13 @@ Two limits that TF Serving does not have (see serving/README.md, "Operating it s
   parsed and passed on to the run, which TensorFlow cancels when it passes (as TF Serving's
   `RunOptions.timeout_in_ms`), so a request whose client has gone stops costing CPU.
 - `max_tensor_bytes`: the memory the request's input tensors may take once parsed, estimated from
-  the TensorProtos without parsing them; a request over it gets RESOURCE_EXHAUSTED.
+  the TensorProtos without parsing them; a request over it gets RESOURCE_EXHAUSTED. The strings a
+  request gives (`string_val`) are counted once copied out of the message, before any TensorFlow
+  tensor is made; everything they could expand to (padding, the per-element cost) before.
+
+A Predict request may come as a `HeldRequest` (the server's deserializer makes one): `predict`
+then lets go of the message, inputs and all, once they are parsed, so that a big request is not
+held three times (message, NumPy, TensorFlow's tensor) while the model runs.
 """
 
 import math
@@ -30,7 +36,15 @@ from tensorflow_serving.apis import (
 
 from keras_seq.repository_format import MAX_WARMUP_RECORDS, warmup_path
 from keras_seq.serving import errors
-from keras_seq.serving.tensors import TSTRING_BYTES, TensorParseError, estimated_bytes, ndarray_to_proto, proto_to_ndarray
+from keras_seq.serving.tensors import (
+    TSTRING_BYTES,
+    TensorParseError,
+    estimated_bytes,
+    given_string_bytes,
+    has_given_strings,
+    ndarray_to_proto,
+    proto_to_ndarray,
+)
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -63,6 +77,40 @@ def _over_budget(total, limit, what):
         f"{what} would take {total} bytes of memory once parsed, more than the {limit} bytes this "
         "server allows per request (--max_request_tensor_bytes)"
     )
+
+
+class HeldRequest:
+    """A PredictRequest in a box that `predict` can empty before the model runs.
+
+    gRPC keeps what its deserializer returned until the RPC ends, and the upb protobuf runtime
+    frees a message's memory (its strings included) only with the whole message: clearing a
+    field frees nothing. Holding the message here lets `predict` replace it, once its inputs are
+    parsed, by a copy without them (`drop_inputs`), which frees the original.
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, message):
+        self.message = message
+
+    @classmethod
+    def from_string(cls, data):
+        """The gRPC request deserializer of Predict."""
+        return cls(predict_pb2.PredictRequest.FromString(data))
+
+    def drop_inputs(self):
+        """Replaces the message by a copy of it without `inputs`; returns the copy."""
+        message = self.message
+        message.ClearField("inputs")
+        light = predict_pb2.PredictRequest()
+        light.CopyFrom(message)
+        self.message = light
+        return light
+
+
+def request_message(request):
+    """The PredictRequest of `request` (a message or a `HeldRequest`)."""
+    return request.message if isinstance(request, HeldRequest) else request
 
 
 def make_model_spec(spec, name, signature_name, version):
@@ -118,15 +166,22 @@ def _input_values(signature, request_inputs, max_tensor_bytes=None, deadline=Non
                 f"no default value provided. Inputs expected to be in the request "
                 f"{{{_joined(request_inputs)}}}, or default input alias set: {_joined(signature.defaults)}"
             )
+        # Given strings are counted once parsed: measuring them in the message copies them.
+        strings_later = max_tensor_bytes is not None and has_given_strings(proto)
         if max_tensor_bytes is not None:
-            total += estimated_bytes(proto)
+            total += estimated_bytes(proto, given_strings=not strings_later)
             if total > max_tensor_bytes:
                 raise _over_budget(total, max_tensor_bytes, f"The inputs (up to {alias})")
         check_deadline(deadline, "before parsing the inputs")
         try:
-            feeds.append((feed_name, proto_to_ndarray(proto)))
+            array = proto_to_ndarray(proto)
         except TensorParseError:
             raise errors.invalid_argument(f"tensor parsing error: {alias}") from None
+        if strings_later:
+            total += given_string_bytes(array, proto)
+            if total > max_tensor_bytes:
+                raise _over_budget(total, max_tensor_bytes, f"The inputs (up to {alias})")
+        feeds.append((feed_name, array))
     if request_inputs and len(seen) != len(request_inputs):
         raise errors.invalid_argument(
             f"Inputs contains invalid name. Used request inputs: {_joined(seen)}, "
@@ -165,12 +220,16 @@ def predict(servable, request, runner=direct_runner, deadline=None, max_tensor_b
     """Runs a PredictRequest on `servable`; returns a PredictResponse or raises ServingError.
 
     Args:
+        request: a PredictRequest, or a `HeldRequest` (emptied of its inputs once they are parsed).
         deadline: the client's deadline (`time.monotonic()` time) or None.
         max_tensor_bytes: the most memory the parsed inputs may take, or None for no limit.
     """
+    held, request = request, request_message(request)
     key, signature = find_predict_signature(servable, request.model_spec.signature_name)
     _verify_inputs_size(signature, request.inputs)
     feeds = _input_values(signature, request.inputs, max_tensor_bytes, deadline)
+    if isinstance(held, HeldRequest):
+        request = held.drop_inputs()  # the message's copy of the inputs goes before the model runs
     aliases = _output_aliases(signature, request.output_filter)
     fetches = list(dict.fromkeys(signature.outputs[a].name for a in aliases))
     values = dict(zip(fetches, runner(servable, feeds, fetches, deadline=deadline)))

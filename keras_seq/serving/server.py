@@ -20,6 +20,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
+import ctypes
 import errno
 import ipaddress
 import logging
@@ -36,7 +37,9 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
+    model_pb2,
     model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2_grpc,
 )
 
@@ -223,8 +226,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):
         def handle():
-            _require_model_spec(request)
-            return self._run(context, request.model_spec, inference.predict, request)
+            message = inference.request_message(request)  # a HeldRequest from the gRPC server
+            _require_model_spec(message)
+            # A copy: a submessage keeps its whole request (inputs included) in memory.
+            model_spec = model_pb2.ModelSpec()
+            model_spec.CopyFrom(message.model_spec)
+            del message
+            return self._run(context, model_spec, inference.predict, request)
 
         return _call(context, handle, self.tracker)
 
@@ -309,6 +317,41 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 # ------------------------------------------------------------------------------- server factory
+
+
+def _malloc_trim():
+    """glibc's `malloc_trim(0)`, or a no-op where there is none."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda pad: 0
+
+
+_MALLOC_TRIM = _malloc_trim()
+TRIM_FROM_BYTES = 16 << 20
+
+
+def _held_predict_request(data):
+    """The Predict deserializer: the request boxed as an `inference.HeldRequest`.
+
+    gRPC Python has just copied a request of `data`'s size twice (in chunks, then joined) and freed
+    the chunks; glibc keeps much of that freed memory (up to 64 MiB at the top of a heap). For a
+    big request it is handed back now, before the message, NumPy and TensorFlow copies are made.
+    """
+    if len(data) >= TRIM_FROM_BYTES:
+        _MALLOC_TRIM(0)
+    return inference.HeldRequest.from_string(data)
+
+
+def _held_predict_handler(servicer):
+    """Predict with a deserializer that boxes the request (`inference.HeldRequest`), so that its
+    inputs are freed once parsed instead of when the RPC ends."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        servicer.Predict,
+        request_deserializer=_held_predict_request,
+        response_serializer=predict_pb2.PredictResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {"Predict": handler})
 
 
 class ModelServer:
@@ -551,9 +594,9 @@ def create_server(options=None, **overrides):
             ],
         )
         tracker = RequestTracker()
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(core, runner, tracker, options.max_request_tensor_bytes), grpc_server
-        )
+        servicer = PredictionServicer(core, runner, tracker, options.max_request_tensor_bytes)
+        grpc_server.add_generic_rpc_handlers((_held_predict_handler(servicer),))  # before the stock one
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, grpc_server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core, tracker), grpc_server)
         address = f"{options.host}:{options.port}"
         try:

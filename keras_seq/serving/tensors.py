@@ -10,7 +10,11 @@ would otherwise cost ~250 MB before the model sees it.
 
 `estimated_bytes` tells, from the TensorProto alone, how much memory the parsed tensor will take,
 so the server can refuse a request that expands (a shape of 10^9 with one value is a valid,
-tiny TensorProto) before parsing it.
+tiny TensorProto) before parsing it. Reading a protobuf field's size is not free with the upb
+protobuf runtime: `ByteSize()` serializes the message (two transient copies of a 60 MiB word)
+and reading a string copies it; so the server leaves the given strings out of the estimate
+(`given_strings=False`) and counts them on the parsed array (`given_string_bytes`), where they
+cost nothing more.
 
 Responses use the typed value fields (`float_val`, `int64_val`, `string_val`, ...), as
 `Tensor::AsProtoField` writes them; `tensor_content` is not used.
@@ -66,13 +70,28 @@ def _plain_shape(proto):
     return dims, elements
 
 
-def estimated_bytes(proto):
-    """The memory the tensor of `proto` takes once parsed, computed without parsing or copying it.
+def has_given_strings(proto):
+    """Whether `proto` is a DT_STRING tensor given as `string_val` (the route of `given_string_bytes`)."""
+    return proto.dtype == types_pb2.DT_STRING and not proto.tensor_content and len(proto.string_val) > 0
+
+
+def given_string_bytes(array, proto):
+    """The bytes of the strings `proto` gives (padded copies excluded), counted on `array`, the
+    result of `proto_to_ndarray(proto)`, without copying any string again."""
+    return sum(len(v) for v in array.reshape(-1)[: len(proto.string_val)])
+
+
+def estimated_bytes(proto, given_strings=True):
+    """The memory the tensor of `proto` takes once parsed, computed without parsing it.
 
     Fixed-size dtypes take elements x dtype size (whatever the request carries: missing values are
     padded); strings take `TSTRING_BYTES` per element plus their bytes, the padded copies of the
     last value included. A proto that TensorFlow would reject (bad shape or dtype) counts as 0 so
     that its parse error is reported.
+
+    With `given_strings=False`, the bytes of the strings given in `string_val` are left out (the
+    padded copies of the last one still count): the caller adds `given_string_bytes` once parsed.
+    Counting them here costs a serialization of `proto` (`ByteSize()`).
     """
     shape = _plain_shape(proto)
     if shape is None or proto.dtype == types_pb2.DT_INVALID:
@@ -95,9 +114,10 @@ def estimated_bytes(proto):
     given = len(proto.string_val)
     if given == 0:
         return total
-    # The given strings are at most the proto's size (counted without copying them); each element
-    # beyond them is another copy of the last string.
-    total += proto.ByteSize()
+    # The given strings are at most the proto's size; each element beyond them is another copy of
+    # the last string.
+    if given_strings:
+        total += proto.ByteSize()
     if elements > given:
         total += (elements - given) * len(proto.string_val[given - 1])
     return total
