@@ -170,8 +170,9 @@ def evaluate_main(argv):
     from keras_seq.g2p.data import read_cmudict
     from keras_seq.g2p.metrics import g2p_scores, scores_by_training_overlap
     from keras_seq.g2p.model import G2P
+    from keras_seq.seq2seq.model import TextSeq2Seq
 
-    if not G2P.is_model_directory(model_dir):
+    if TextSeq2Seq.is_model_directory(model_dir) and not G2P.is_model_directory(model_dir):
         return _evaluate_seq2seq(prog, args, model_dir, data, load_application)
 
     try:

@@ -39,6 +39,7 @@ class G2P(TextSeq2Seq):
     SETTINGS_FILE, MODEL_FILE, SOURCE_FILE, TARGET_FILE = SETTINGS_FILE, MODEL_FILE, CHARACTERS_FILE, PHONEMES_FILE
     INPUT_NAME, OUTPUT_NAME = "words", "pronunciation"
     METRICS = ("wer", "per")
+    VOCABULARY_NAMES = ("characters", "phonemes")
     FIXED_SETTINGS = {"source_split": "chars", "target_split": "words", "lowercase": True}
 
     def __init__(self, model, characters, phonemes, max_input_length=32, beam_width=4, **_fixed):

@@ -109,12 +109,17 @@ class TextSeq2Seq:
         return {"source_split": self.source_split, "target_split": self.target_split, "lowercase": self.lowercase,
                 "max_input_length": self.max_input_length, "beam_width": self.beam_width}
 
-    def _same_as(self, other):
-        """Raises ValueError unless `other` has this model's vocabularies and tokenization."""
+    #: How messages name the two vocabularies.
+    VOCABULARY_NAMES = ("source", "target")
+
+    def _same_as(self, other, index=1):
+        """Raises ValueError unless `other` (model `index`) has this model's vocabularies and tokenization."""
+        named = dict(zip(("source_vocabulary", "target_vocabulary"), (f"{n} vocabulary" for n in self.VOCABULARY_NAMES)))
         for name in ("source_vocabulary", "target_vocabulary", "source_split", "target_split", "lowercase"):
             if getattr(other, name) != getattr(self, name):
-                raise ValueError(f"the models differ in their {name.replace('_', ' ')}: combined models must share "
-                                 "their vocabularies and tokenization.")
+                what = named.get(name, name.replace("_", " "))
+                raise ValueError(f"model {index} has another {what} than model 0: combined models must share their "
+                                 "vocabularies and tokenization.")
 
     def _with_model(self, model, **settings):
         return type(self)(model, self.source_vocabulary, self.target_vocabulary,
@@ -135,8 +140,8 @@ class TextSeq2Seq:
         members = list(members)
         if len(members) < 2:
             raise ValueError(f"An ensemble needs at least two models, got {len(members)}.")
-        for member in members[1:]:
-            members[0]._same_as(member)
+        for i, member in enumerate(members[1:], start=1):
+            members[0]._same_as(member, i)
         models = [m for member in members for m in
                   (member.model.members if isinstance(member.model, EncoderDecoderEnsemble) else [member.model])]
         return members[0]._with_model(EncoderDecoderEnsemble(models), beam_width=beam_width or members[0].beam_width)
@@ -156,7 +161,7 @@ class TextSeq2Seq:
             raise ValueError("An ensemble's weights cannot be averaged; average the models it was made from.")
         first = members[0]
         for i, member in enumerate(members[1:], start=1):
-            first._same_as(member)
+            first._same_as(member, i)
             if member.model.get_config() != first.model.get_config():
                 raise ValueError(f"Model {i} has another model configuration than model 0: "
                                  "only weights of the same model can be averaged.")

@@ -100,7 +100,7 @@ class TrainingConfig:
             if value is None:
                 continue
             if meta.get("choices") and value not in meta["choices"]:
-                raise ValueError(f"{f.name}={value!r}: use one of {', '.join(meta['choices'])}")
+                raise ValueError(f"unknown {f.name} {value!r}: use one of {', '.join(meta['choices'])}")
             if meta.get("minimum") is not None and (isinstance(value, bool) or not isinstance(value, int)
                                                     or value < meta["minimum"]):
                 what = "a positive integer" if meta["minimum"] == 1 else f"an integer >= {meta['minimum']}"

@@ -37,7 +37,7 @@ def test_flags_round_trip_to_the_config_and_settings_json(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"epochs": 0}, "epochs must be a positive integer"),
-    ({"cell": "tree"}, "cell='tree': use one of lstm, gru, elman"),
+    ({"cell": "tree"}, "unknown cell 'tree': use one of lstm, gru, elman"),
     ({"dropout": 1.0}, "dropout must be in"),
     ({"keep_epochs": -1}, "keep_epochs must be an integer >= 0"),
 ])

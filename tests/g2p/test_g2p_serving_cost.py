@@ -35,7 +35,7 @@ from keras_seq.export import export_saved_model
 from keras_seq.g2p import reverse_task
 from keras_seq.g2p.model import G2P
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORD_BYTES = 60 << 20
 MB = 10**6
