@@ -194,19 +194,11 @@ def evaluate_main(argv):
     if args.limit:
         lexicon = lexicon[: args.limit]
     words = [w for w, _ in lexicon]
-    method = "greedy" if args.greedy else "beam"
-    width = None if args.greedy else (args.beam_width or g2p.beam_width)
-    # Compile the decoding loop once (a warm-up batch) so words/s measures decoding only.
-    g2p.predict(words[: min(len(words), args.batch_size)], method=method, beam_width=width, batch_size=args.batch_size)
-    start = time.perf_counter()
-    results = g2p.predict(words, method=method, beam_width=width, batch_size=args.batch_size)
-    seconds = time.perf_counter() - start
-    hyps = [r[0][0] for r in results]
+    hyps, seconds, search = _timed_decoding(g2p, words, args)
     scores = g2p_scores(hyps, [refs for _, refs in lexicon])
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.writelines(f"{word.upper()}  {' '.join(hyp)}\n" for word, hyp in zip(words, hyps))
-    search = "greedy search" if args.greedy else f"beam search, width {width}"
     print(f"model: {model_dir}")
     print(f"data: {data} ({len(words)} words, {sum(len(r) for _, r in lexicon)} pronunciations)")
     print(f"decoding: {search}, batch {args.batch_size}")
@@ -224,6 +216,18 @@ def evaluate_main(argv):
     return 0
 
 
+def _timed_decoding(model, sources, args):
+    """(best token tuples, seconds, description) of decoding `sources` as `args` ask; the decoding
+    loop is compiled first on one batch, so that the time measures decoding only."""
+    method = "greedy" if args.greedy else "beam"
+    width = None if args.greedy else (args.beam_width or model.beam_width)
+    model.predict_tokens(sources[: args.batch_size], method=method, beam_width=width, batch_size=args.batch_size)
+    start = time.perf_counter()
+    results = model.predict_tokens(sources, method=method, beam_width=width, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    return [r[0][0] for r in results], seconds, "greedy search" if args.greedy else f"beam search, width {width}"
+
+
 def _evaluate_seq2seq(prog, args, model_dir, data, load_application):
     """`keras-seq evaluate` of a general model directory on a TSV file: exact match, token error rate."""
     from keras_seq.seq2seq.model import examples_from_pairs
@@ -237,23 +241,15 @@ def _evaluate_seq2seq(prog, args, model_dir, data, load_application):
     if args.limit:
         examples = examples[: args.limit]
     sources = [s for s, _ in examples]
-    method = "greedy" if args.greedy else "beam"
-    width = None if args.greedy else (args.beam_width or app.beam_width)
     try:
-        app.encode(sources)
+        hyps, seconds, search = _timed_decoding(app, sources, args)
     except SourceTooLongError as e:
         return _fail(prog, f"{data}: {e}")
-    app.predict_tokens(sources[: args.batch_size], method=method, beam_width=width, batch_size=args.batch_size)
-    start = time.perf_counter()
-    results = app.predict_tokens(sources, method=method, beam_width=width, batch_size=args.batch_size)
-    seconds = time.perf_counter() - start
-    hyps = [r[0][0] for r in results]
     scores = sequence_scores(hyps, [refs for _, refs in examples])
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.writelines(f"{s}\t{app.output(h)}\n" for s, h in zip(sources, hyps))
     unit = "character" if app.target_split == "chars" else "token"
-    search = "greedy search" if args.greedy else f"beam search, width {width}"
     print(f"model: {model_dir}")
     print(f"data: {data} ({len(sources)} sources, {sum(len(r) for _, r in examples)} references)")
     print(f"decoding: {search}, batch {args.batch_size}")

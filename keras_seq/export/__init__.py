@@ -32,7 +32,7 @@ everything public but the serving modules is re-exported here (they need TensorF
 
 Example:
 
->>> import numpy as np, tensorflow as tf, tempfile
+>>> import os, tempfile, numpy as np, tensorflow as tf
 >>> class Double(tf.Module):
 ...     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
 ...     def serve(self, x):
@@ -44,8 +44,6 @@ Example:
 >>> os.path.basename(export_saved_model(Double(), base))
 '2'
 """
-
-import os
 
 from keras_seq.export.audit import Offender, audit_saved_model, read_saved_model
 from keras_seq.export.errors import (

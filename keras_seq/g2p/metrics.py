@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence, Union
 
-from keras_seq.text.metrics import _tokens, closest_reference, levenshtein
+from keras_seq.text.metrics import closest_reference, levenshtein, sequence_scores
 
 __all__ = [
     "levenshtein",
@@ -111,16 +111,9 @@ def g2p_scores(
     Raises:
         ValueError: If the sequences differ in length or a word has no reference.
     """
-    word_errors = edits = ref_len = n = 0
-    for hyp, refs in _pairs(hypotheses, references):
-        if isinstance(refs, str):
-            refs = [refs]
-        distance, length = closest_reference(hyp, refs)
-        n += 1
-        word_errors += distance != 0
-        edits += distance
-        ref_len += length
-    return G2PScores(n, word_errors, edits, ref_len)
+    pairs = _pairs(hypotheses, references)
+    scores = sequence_scores([hyp for hyp, _ in pairs], [refs for _, refs in pairs])
+    return G2PScores(scores.num_sequences, scores.sequence_errors, scores.token_edits, scores.reference_tokens)
 
 
 def scores_by_training_overlap(

@@ -28,7 +28,6 @@ from keras_seq.text import (
     END_ID,
     PAD_ID,
     START_ID,
-    SourceTooLongError,
     Vocabulary,
     build_vocabulary,
     encode_sources,

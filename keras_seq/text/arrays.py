@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from keras_seq.text.split import split_text
-from keras_seq.text.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
+from keras_seq.text.vocabulary import END_ID, START_ID, Vocabulary
 
 __all__ = ["SourceTooLongError", "encode_sources", "make_teacher_forcing_arrays"]
 

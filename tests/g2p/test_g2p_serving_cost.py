@@ -26,7 +26,6 @@ import time
 
 import grpc
 import keras
-import numpy as np
 import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
