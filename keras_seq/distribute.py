@@ -80,7 +80,7 @@ __all__ = [
     "WorkerStalledError",
 ]
 
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+STRATEGIES = ("default", "data-parallel", "mirrored", "multiworker", "tpu")
 EXIT_STALLED = 75  # EX_TEMPFAIL: restart all workers with --resume
 WORKER_DIR_PREFIX = ".worker-"
 _METADATA, _WEIGHTS = "training_metadata.json", "latest.weights.h5"
@@ -124,11 +124,16 @@ def make_strategy(name=None, tpu=None, *, collective_timeout=None):
             (the watchdog of `DistributedFit` bounds a stalled run instead: a collective timeout
             shorter than a peer's first XLA compilation fails healthy runs).
 
-    On the JAX backend there is no `tf.distribute`: "default" and "mirrored" give a small
-    stand-in with the two things training code uses of a strategy, ``num_replicas_in_sync``
-    and ``scope()``, backed by `keras.distribution.DataParallel` over the local devices when
-    there are several (the scope sets it as the global distribution: variables replicated, each
-    batch split across the devices); "multiworker" and "tpu" raise ValueError.
+    "data-parallel" is the backend-neutral name of data parallelism over the local devices:
+    `MirroredStrategy` on TensorFlow.
+
+    On the JAX backend there is no `tf.distribute`: `make_strategy` gives a small stand-in with
+    what training code uses of a strategy, ``num_replicas_in_sync`` and ``scope()`` (which
+    `fit` also trains under, as Keras's JAX trainer reads the distribution when it shards each
+    batch): "default" is one device (no distribution); "data-parallel" (and its TensorFlow name
+    "mirrored") and "tpu" are `keras.distribution.DataParallel` over the local devices (on a
+    Cloud TPU VM, its TPU chips): variables replicated, each global batch split across the
+    devices, gradients those of the global batch. "multiworker" raises ValueError.
     """
     name = _strategy_name(name)
     if keras.backend.backend() == "jax":
@@ -137,7 +142,7 @@ def make_strategy(name=None, tpu=None, *, collective_timeout=None):
 
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if name in ("mirrored", "data-parallel"):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         options = tf.distribute.experimental.CommunicationOptions(
@@ -206,10 +211,10 @@ class _KerasDistributionStrategy:
 
 
 def _jax_strategy(name):
-    if name not in ("default", "mirrored"):
-        raise ValueError(f"strategy {name!r} needs the TensorFlow backend; on JAX use 'default' or "
-                         "'mirrored' (keras.distribution.DataParallel over the local devices)")
-    return _KerasDistributionStrategy(jax_distribution())
+    if name == "multiworker":
+        raise ValueError("strategy 'multiworker' needs the TensorFlow backend; on JAX use 'data-parallel' "
+                         "(keras.distribution.DataParallel over the local devices) or 'tpu'")
+    return _KerasDistributionStrategy(None if name == "default" else jax_distribution())
 
 
 def jax_distribution():
@@ -230,6 +235,10 @@ def fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=Non
     """Trains `model` (compiled under `strategy.scope()`, the object of `make_strategy`):
     `model.fit`, or `DistributedFit` for a `MultiWorkerMirroredStrategy` (or ``loop="custom"``).
     Returns the History; raises `WorkerStalledError` (see `DistributedFit`)."""
+    if isinstance(strategy, _KerasDistributionStrategy):  # JAX: batches are sharded as the distribution says
+        with strategy.scope():
+            return model.fit(dataset, validation_data=validation_data, epochs=epochs,
+                             callbacks=callbacks, verbose=verbose, shuffle=False)
     if loop is None:
         loop = "custom" if is_multiworker(strategy) else "fit"
     if loop == "fit":
