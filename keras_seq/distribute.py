@@ -685,26 +685,55 @@ def _collective_errors():
 # ---------------------------------------------------------------------------------------------
 
 
-def check_tpu_constraints(model, dataset, steps=2):
-    """Checks, on any device, what a TPU needs of a compiled model and its dataset:
+def check_tpu_constraints(model, dataset, steps=None, strategy=None):
+    """Checks, on any device and either backend, what a TPU needs of a compiled model and its
+    training dataset:
 
     - every batch of `dataset` (its ``element_spec``) has a fully static shape (padded
       batches, ``drop_remainder=True``);
-    - the model trains with ``jit_compile=True`` (XLA: no Python control flow on tensor values,
-      no ops XLA cannot compile) for `steps` steps, with finite losses.
+    - the model's training step compiles with XLA (``jit_compile=True``; on JAX every step is
+      `jax.jit`) and is traced for one static batch shape only, for all the batches it trains
+      on (a second trace, or an unknown dimension in the traced batch, is a dynamic shape: a TPU
+      would compile again, or not at all), with finite losses. (TensorFlow may trace one
+      shape twice; it is the set of traced shapes that must be one static shape.)
 
-    The check trains `model` for `steps` steps (its weights change) and leaves it with
-    ``jit_compile=True``. Returns the list of losses; raises ValueError naming the first violation.
+    It trains `model` one epoch of `dataset` (or its first `steps` batches; its weights change)
+    under `strategy` (a `make_strategy` object; JAX: its distribution places the batches), and
+    leaves it with ``jit_compile=True``. Returns the list of losses (one per epoch); raises
+    ValueError naming the first violation.
     """
+    import contextlib
+
     import tensorflow as tf
 
     for spec in tf.nest.flatten(dataset.element_spec):
         if not spec.shape.is_fully_defined():
             raise ValueError(f"TPU: a batch component has a dynamic shape {spec.shape} "
                              "(pad to one length and batch with drop_remainder=True)")
+    traced = []
+    train_step = model.train_step
+
+    def counted(*args):  # Python runs only while the backend traces the step (jax.jit / tf.function)
+        traced.append([tuple(getattr(t, "shape", ())) for t in tf.nest.flatten(args[-1])])
+        return train_step(*args)
+
     model.jit_compile = True
-    model.make_train_function(force=True)
-    history = model.fit(dataset.take(steps), epochs=1, verbose=0)
+    if not model.jit_compile:
+        raise ValueError("TPU: the model cannot be compiled with XLA (a layer has supports_jit=False)")
+    model.train_step = counted
+    try:
+        model.make_train_function(force=True)
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with scope:
+            data = dataset.take(steps) if steps else dataset
+            history = model.fit(data, epochs=1, verbose=0, shuffle=False)
+    finally:
+        del model.train_step
+        model.make_train_function(force=True)
+    shapes = sorted({tuple(batch) for batch in traced}, key=str)
+    if len(shapes) != 1 or any(d is None for shape in shapes[0] for d in shape):
+        raise ValueError(f"TPU: the training step was traced for the batch shapes {shapes}: a dynamic shape "
+                         "(one static shape compiles once)")
     loss = history.history["loss"]
     if not all(map(lambda v: v == v and abs(v) != float("inf"), loss)):
         raise ValueError(f"TPU: the XLA-compiled training step gave a non-finite loss {loss}")

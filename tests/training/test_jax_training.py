@@ -129,3 +129,141 @@ def test_jax_decoder_is_jitted_and_follows_the_weights(tmp_path):
     tokens = {tuple(line.split()[1:3]): line.split(None, 3)[3] for line in out.splitlines() if line.startswith("TOKENS")}
     # The random weights decode differently from one draw to the next: the check above compared something.
     assert tokens[("greedy", "0")] != tokens[("greedy", "1")]
+
+
+# -- the CLI end to end on JAX; evaluate, export, average and plot on TensorFlow ----------------
+
+CLI = r'''
+import sys, time
+import keras_seq.training.callbacks as callbacks
+
+class Slow(callbacks.Backup):  # gives the test time to kill the run inside its second epoch
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        if sys.argv[1] == "slow":
+            time.sleep(0.3)
+
+callbacks.Backup = Slow
+import keras_seq.training.loop as loop
+loop.Backup = Slow
+from keras_seq.cli import main
+sys.exit(main(sys.argv[2:]))
+'''
+
+
+def _start_jax_cli(tmp_path, mode, args):
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("XLA_FLAGS", None)
+    script = tmp_path / "cli.py"
+    script.write_text(CLI)
+    log = open(tmp_path / f"{mode}-{len(list(tmp_path.glob('*.log')))}.log", "w")
+    return subprocess.Popen([sys.executable, str(script), mode, *map(str, args)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT), log.name
+
+
+def _finish(proc, log, timeout=900):
+    rc = proc.wait(timeout)
+    assert rc == 0, Path(log).read_text()[-5000:]
+
+
+@pytest.mark.slow
+def test_cli_on_jax_end_to_end(tmp_path, capsys):
+    """`KERAS_BACKEND=jax keras-seq train g2p`, SIGKILLed inside epoch 2 and resumed, writes the run
+    directory of TensorFlow's training: one metrics.csv row per epoch, the best epoch by dev WER,
+    --keep-epochs; and on TensorFlow `evaluate` of it scores the dev words as the JAX dev scoring
+    did (the same weights decoded by the other backend), `export`, `average` and `plot` read it."""
+    import csv
+    import signal
+    import time
+
+    from keras_seq.cli import main
+    from keras_seq.g2p.data import reverse_task, write_cmudict
+
+    train, dev, run = tmp_path / "train.dict", tmp_path / "dev.dict", tmp_path / "run"
+    write_cmudict(reverse_task(320, 3, 5, seed=1), train)
+    write_cmudict(reverse_task(40, 3, 5, seed=2), dev)
+    args = ["train", "g2p", "--train", train, "--dev", dev, "--out", run, "--epochs", 3, "--units", 32,
+            "--embedding-dim", 16, "--attention", "--batch-size", 32, "--learning-rate", 0.01, "--keep-epochs", 2,
+            "--checkpoint-steps", 3, "--dev-words", 40]
+    proc, log = _start_jax_cli(tmp_path, "slow", args)
+    meta = run / "backup" / "training_metadata.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            data = {}
+        if data.get("epoch") == 1 and data.get("batch", -1) > 0:  # a backup inside epoch 2 (0-based 1)
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, Path(log).read_text()[-3000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    assert not json.loads((run / "run.json").read_text())["finished"]
+    proc, log = _start_jax_cli(tmp_path, "fast", [*args, "--resume"])
+    _finish(proc, log)
+
+    state = json.loads((run / "run.json").read_text())
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert state["finished"] and state["epochs_done"] == 3
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # one row per epoch after the resume
+    wers = [float(r["dev_wer"]) for r in rows]
+    best = max(i + 1 for i, w in enumerate(wers) if w == min(wers))  # ties: the later epoch
+    assert state["best_epoch"] == best
+    assert sorted(p.name for p in (run / "epochs").iterdir()) == ["epoch-2", "epoch-3"]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+
+    # TensorFlow reads the JAX-trained run: its greedy decoding of the dev words scores as JAX's did.
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run), "--data", str(dev), "--greedy"]) == 0
+    text = capsys.readouterr().out
+    import re
+
+    wer = float(re.search(r"WER: ([\d.]+)%", text).group(1)) / 100
+    per = float(re.search(r"PER: ([\d.]+)%", text).group(1)) / 100
+    best_row = rows[best - 1]
+    assert float(best_row["dev_per"]) < 0.9, best_row  # a model that decodes something: the comparison means something
+    assert abs(wer - float(best_row["dev_wer"])) <= 1 / 40 + 1e-9, (text, best_row)  # at most one near tie flips
+    assert abs(per - float(best_row["dev_per"])) <= 0.02, (text, best_row)
+    assert main(["export", "--model", str(run), "--base-path", str(tmp_path / "export" / "g2p")]) == 0
+    assert (tmp_path / "export" / "g2p" / "1" / "saved_model.pb").is_file()
+    assert main(["average", str(run / "epochs" / "epoch-2"), str(run / "epochs" / "epoch-3"),
+                 "--out", str(tmp_path / "avg")]) == 0
+    assert main(["evaluate", "--model", str(tmp_path / "avg"), "--data", str(dev), "--greedy"]) == 0
+    pytest.importorskip("matplotlib")
+    assert main(["plot", "curves", "--run", str(run), "--out", str(tmp_path / "curves.png")]) == 0
+
+
+@pytest.mark.slow
+def test_cli_train_seq2seq_on_jax_then_evaluate_on_tensorflow(tmp_path, capsys):
+    """`keras-seq train seq2seq` on JAX; TensorFlow's `evaluate` of the run on the dev file gives
+    the sequence and character error rates of JAX's dev scoring of the best epoch."""
+    import csv
+    import re
+
+    from keras_seq.cli import main
+    from keras_seq.g2p.data import reverse_task
+
+    def write(path, n, seed):
+        path.write_text("".join(f"{w}\t{''.join(p[0]).lower()}\n" for w, p in reverse_task(n, 3, 5, seed=seed)))
+
+    train, dev, run = tmp_path / "train.tsv", tmp_path / "dev.tsv", tmp_path / "run"
+    write(train, 320, 1)
+    write(dev, 40, 2)
+    proc, log = _start_jax_cli(tmp_path, "fast", [
+        "train", "seq2seq", "--train", train, "--dev", dev, "--out", run, "--epochs", 2, "--units", 32,
+        "--embedding-dim", 16, "--attention", "--batch-size", 32, "--learning-rate", 0.01, "--dev-examples", 40])
+    _finish(proc, log)
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    best = json.loads((run / "run.json").read_text())["best_epoch"]
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run), "--data", str(dev), "--greedy"]) == 0
+    text = capsys.readouterr().out
+    ser = 1 - float(re.search(r"exact match: ([\d.]+)%", text).group(1)) / 100
+    ter = float(re.search(r"character error rate: ([\d.]+)%", text).group(1)) / 100
+    assert abs(ser - float(rows[best - 1]["dev_ser"])) <= 1 / 40 + 1e-9, (text, rows)
+    assert abs(ter - float(rows[best - 1]["dev_ter"])) <= 0.02, (text, rows)
