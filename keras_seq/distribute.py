@@ -3,18 +3,19 @@
 The pieces `keras_seq.g2p.train` (and any keras-seq training script) uses:
 
 - `make_strategy(name, tpu=None)`: the `tf.distribute.Strategy` for a name of `STRATEGIES`:
-  ``"default"`` (one device), ``"mirrored"`` (`MirroredStrategy` over the visible GPUs, or over
-  logical CPU devices made with `tf.config.set_logical_device_configuration`), ``"multiworker"``
+  ``"default"`` (one device), ``"data-parallel"`` or ``"mirrored"`` (`MirroredStrategy` over the
+  visible GPUs, or over logical CPU devices made with
+  `tf.config.set_logical_device_configuration`), ``"multiworker"``
   (`MultiWorkerMirroredStrategy`, the cluster from the ``TF_CONFIG`` environment variable) and
   ``"tpu"`` (`TPUStrategy` over a `TPUClusterResolver(tpu=...)`). Create it at the start of the
   program: `MultiWorkerMirroredStrategy` must configure the collectives before TensorFlow runs
   any op. A strategy is passed one way: configuration (`worker_dir`, `make_strategy`, the CLI,
   `keras_seq.g2p.train.train`) names it; only the training loop (`fit`) gets the object. On the
   JAX backend, `make_strategy` gives a small stand-in with ``num_replicas_in_sync`` and
-  ``scope()`` backed by `jax_distribution()`: `keras.distribution.DataParallel` over the local
-  devices when there are several.
+  ``scope()``: one device for "default"; `jax_distribution()`, `keras.distribution.DataParallel`
+  over the local devices (a TPU VM's chips for "tpu"), for "data-parallel", "mirrored" and "tpu".
 - `fit(model, strategy, dataset, ...)`: `model.fit` for the default, mirrored and TPU strategies
-  and on JAX; the custom training loop `DistributedFit` for ``MultiWorkerMirroredStrategy``, where
+  and on JAX (there under the distribution's scope, where Keras's JAX trainer splits each batch); the custom training loop `DistributedFit` for ``MultiWorkerMirroredStrategy``, where
   `model.fit` fails in Keras 3.15 (keras-team/keras#20585, ``Attempt to convert a value
   (PerReplica:...) to a Tensor`` in the metrics update of the multi-worker train step).
 - `DistributedFit` (``custom_fit(...)`` is ``DistributedFit(...).run()``): a training step run
@@ -46,11 +47,12 @@ The pieces `keras_seq.g2p.train` (and any keras-seq training script) uses:
   chief, a ``.worker-N`` subdirectory on the other workers (TensorFlow's convention: every
   worker runs the same code; only the chief's files are the run's).
 
-TPU constraints (the ``"tpu"`` path cannot run here): every batch must have one static shape
-(``static_shapes=True`` in `keras_seq.g2p.train`: padded batches, ``drop_remainder=True``), no
-Python control flow on tensor values in ``call`` (the keras-seq layers loop with
-`keras.ops` / `tf.while_loop`-style constructs), and the model must compile with XLA
-(``jit_compile=True``); `check_tpu_constraints` checks the last two on CPU.
+TPU constraints (TensorFlow's ``"tpu"`` path cannot run here; JAX's runs over CPU devices):
+every batch must have one static shape (``static_shapes=True``, which ``strategy="tpu"``
+implies: padded batches, ``drop_remainder=True``), no Python control flow on tensor values in
+``call`` (the keras-seq layers loop with `jax.lax.scan` / `tf.while_loop`), and the training
+step must compile with XLA (``jit_compile=True``) once, for that one shape;
+`check_tpu_constraints` checks all three on CPU, on either backend.
 """
 
 from __future__ import annotations
