@@ -1,6 +1,7 @@
 """keras_seq.training.data: fixed-size length buckets (what the JAX backend trains on)."""
 
 import numpy as np
+import pytest
 
 from keras_seq.g2p.data import reverse_task
 from keras_seq.training.data import make_dataset
@@ -8,14 +9,14 @@ from keras_seq.training.data import make_dataset
 BOUNDARIES = (5, 7, 9, 11, 14)
 
 
-def _arrays_and_model():
+def _arrays_and_model(attention=False):
     import keras
 
     from keras_seq.g2p.model import G2P
     from keras_seq.g2p.train import _arrays
 
     lexicon = reverse_task(300, 3, 12, seed=0)
-    g2p = G2P.create(lexicon, units=8, embedding_dim=4, max_input_length=16)
+    g2p = G2P.create(lexicon, units=8, embedding_dim=4, max_input_length=16, attention=attention)
     g2p.model.compile(optimizer="adam",
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
     return lexicon, _arrays(lexicon, g2p), g2p
@@ -51,9 +52,11 @@ def test_fixed_lengths_pad_each_bucket_to_its_longest_pair():
     assert len({(e.shape, d.shape) for e, d, _ in _batches(plain)}) > len(shapes[0])  # per-batch padding: more shapes
 
 
-def test_fixed_lengths_do_not_change_the_loss():
-    """The pads are masked: the loss of the model on fixed-length batches is that of per-batch padding."""
-    _, arrays, g2p = _arrays_and_model()
+@pytest.mark.parametrize("attention", [False, True])
+def test_fixed_lengths_do_not_change_the_loss(attention):
+    """The pads are masked (attention too): the loss of the model on fixed-length batches is that of
+    per-batch padding."""
+    _, arrays, g2p = _arrays_and_model(attention)
     fixed = g2p.model.evaluate(make_dataset(arrays, 32, fixed_lengths=True), verbose=0)
     plain = g2p.model.evaluate(make_dataset(arrays, 32), verbose=0)
     assert abs(fixed - plain) < 1e-5 * plain, (fixed, plain)
