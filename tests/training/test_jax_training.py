@@ -181,10 +181,10 @@ def test_cli_on_jax_end_to_end(tmp_path, capsys):
     from keras_seq.g2p.data import reverse_task, write_cmudict
 
     train, dev, run = tmp_path / "train.dict", tmp_path / "dev.dict", tmp_path / "run"
-    write_cmudict(reverse_task(320, 3, 5, seed=1), train)
+    write_cmudict(reverse_task(960, 3, 5, seed=1), train)
     write_cmudict(reverse_task(40, 3, 5, seed=2), dev)
     args = ["train", "g2p", "--train", train, "--dev", dev, "--out", run, "--epochs", 3, "--units", 32,
-            "--embedding-dim", 16, "--attention", "--batch-size", 32, "--learning-rate", 0.01, "--keep-epochs", 2,
+            "--embedding-dim", 16, "--attention", "--batch-size", 16, "--learning-rate", 0.01, "--keep-epochs", 2,
             "--checkpoint-steps", 3, "--dev-words", 40]
     proc, log = _start_jax_cli(tmp_path, "slow", args)
     meta = run / "backup" / "training_metadata.json"
@@ -226,7 +226,7 @@ def test_cli_on_jax_end_to_end(tmp_path, capsys):
     wer = float(re.search(r"WER: ([\d.]+)%", text).group(1)) / 100
     per = float(re.search(r"PER: ([\d.]+)%", text).group(1)) / 100
     best_row = rows[best - 1]
-    assert float(best_row["dev_per"]) < 0.9, best_row  # a model that decodes something: the comparison means something
+    assert float(best_row["dev_per"]) < 0.5, best_row  # a model that decodes words: the comparison means something
     assert abs(wer - float(best_row["dev_wer"])) <= 1 / 40 + 1e-9, (text, best_row)  # at most one near tie flips
     assert abs(per - float(best_row["dev_per"])) <= 0.02, (text, best_row)
     assert main(["export", "--model", str(run), "--base-path", str(tmp_path / "export" / "g2p")]) == 0
@@ -252,14 +252,15 @@ def test_cli_train_seq2seq_on_jax_then_evaluate_on_tensorflow(tmp_path, capsys):
         path.write_text("".join(f"{w}\t{''.join(p[0]).lower()}\n" for w, p in reverse_task(n, 3, 5, seed=seed)))
 
     train, dev, run = tmp_path / "train.tsv", tmp_path / "dev.tsv", tmp_path / "run"
-    write(train, 320, 1)
+    write(train, 960, 1)
     write(dev, 40, 2)
     proc, log = _start_jax_cli(tmp_path, "fast", [
         "train", "seq2seq", "--train", train, "--dev", dev, "--out", run, "--epochs", 2, "--units", 32,
-        "--embedding-dim", 16, "--attention", "--batch-size", 32, "--learning-rate", 0.01, "--dev-examples", 40])
+        "--embedding-dim", 16, "--attention", "--batch-size", 16, "--learning-rate", 0.01, "--dev-examples", 40])
     _finish(proc, log)
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     best = json.loads((run / "run.json").read_text())["best_epoch"]
+    assert float(rows[best - 1]["dev_ter"]) < 0.5, rows  # a model that decodes: the comparison means something
     capsys.readouterr()
     assert main(["evaluate", "--model", str(run), "--data", str(dev), "--greedy"]) == 0
     text = capsys.readouterr().out
