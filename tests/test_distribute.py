@@ -461,7 +461,7 @@ def test_cli_ends_a_stalled_run_with_exit_stalled_without_hanging(tmp_path):
         "import sys, threading\n"
         "import keras_seq.g2p.train as t\n"
         "from keras_seq.distribute import WorkerStalledError\n"
-        "from keras_seq.g2p import cli\n"
+        "from keras_seq.cli import tasks as cli\n"
         "def train(*args, **kwargs):\n"
         "    threading.Thread(target=threading.Event().wait).start()  # never ends: no clean shutdown\n"
         "    raise WorkerStalledError('a training step did not finish in 21 s (limit 20 s; worker 0 of 2): "
