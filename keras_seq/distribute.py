@@ -239,6 +239,7 @@ def fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=Non
     Returns the History; raises `WorkerStalledError` (see `DistributedFit`)."""
     if isinstance(strategy, _KerasDistributionStrategy):  # JAX: batches are sharded as the distribution says
         with strategy.scope():
+            _build_without_iterating(model, dataset)
             return model.fit(dataset, validation_data=validation_data, epochs=epochs,
                              callbacks=callbacks, verbose=verbose, shuffle=False)
     if loop is None:
@@ -250,6 +251,23 @@ def fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=Non
         raise ValueError(f"loop must be 'fit' or 'custom', got {loop!r}")
     return custom_fit(model, strategy, dataset, epochs=epochs, validation_data=validation_data,
                       callbacks=callbacks, verbose=verbose, step_timeout=step_timeout)
+
+
+def _build_without_iterating(model, dataset):
+    """Builds the compiled loss and metrics from `dataset`'s element_spec, so that Keras's JAX
+    `fit` does not iterate `dataset` once more to build them: that extra iterator would draw
+    another tf.data reshuffle seed, and every epoch would see another order than on TensorFlow
+    (whose `fit` builds while tracing). Only shapes and dtypes are used (unknown sizes: 1)."""
+    import numpy as np
+    import tensorflow as tf
+
+    build = getattr(model, "_symbolic_build", None)  # Keras 3's own build, from one data batch
+    if build is None:
+        return
+    batch = tf.nest.map_structure(
+        lambda spec: np.zeros([d if d is not None else 1 for d in spec.shape], spec.dtype.as_numpy_dtype),
+        dataset.element_spec)
+    build(data_batch=batch)
 
 
 def _per_element_loss(loss):
