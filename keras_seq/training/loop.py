@@ -28,7 +28,11 @@
   differ is refused. Without ``resume`` an existing run is refused unless ``overwrite=True``.
 - **Distribution and precision.** ``strategy`` names a `keras_seq.distribute` strategy (the
   model, optimizer and metrics are created under its scope; "multiworker" trains with its custom
-  loop); ``precision`` sets Keras's dtype policy while the model is built (restored after).
+  loop; on JAX, "data-parallel" and "tpu" are `keras.distribution.DataParallel`, under which
+  `fit` also runs); ``precision`` sets Keras's dtype policy while the model is built (restored
+  after). "tpu" implies ``static_shapes``.
+- **Backends.** The same loop on TensorFlow and JAX; dev scores decode with the model's own
+  backend (`jax.jit` on JAX). The run directory does not depend on the backend.
 """
 
 from __future__ import annotations
