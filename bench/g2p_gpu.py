@@ -1,5 +1,11 @@
 """Train the G2P encoder-decoder on a lent GPU machine that has JAX but no TensorFlow.
 
+A GPU machine that has TensorFlow (with JAX or not) needs none of this: `keras-seq train g2p`
+itself trains there, on either backend, and writes the usual run directory (README, "Training on
+a GPU or a Cloud TPU"):
+
+    KERAS_BACKEND=jax keras-seq train g2p --train FILE --dev FILE --out runs/g2p-gpu --strategy data-parallel
+
 The G2P pipeline of `keras-seq train g2p` needs TensorFlow (tf.data, in-graph tokenization); the
 GPU machine has JAX only. So the work is split in three steps, the model and the data identical
 to `keras_seq.g2p`'s:

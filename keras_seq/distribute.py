@@ -3,18 +3,19 @@
 The pieces `keras_seq.g2p.train` (and any keras-seq training script) uses:
 
 - `make_strategy(name, tpu=None)`: the `tf.distribute.Strategy` for a name of `STRATEGIES`:
-  ``"default"`` (one device), ``"mirrored"`` (`MirroredStrategy` over the visible GPUs, or over
-  logical CPU devices made with `tf.config.set_logical_device_configuration`), ``"multiworker"``
+  ``"default"`` (one device), ``"data-parallel"`` or ``"mirrored"`` (`MirroredStrategy` over the
+  visible GPUs, or over logical CPU devices made with
+  `tf.config.set_logical_device_configuration`), ``"multiworker"``
   (`MultiWorkerMirroredStrategy`, the cluster from the ``TF_CONFIG`` environment variable) and
   ``"tpu"`` (`TPUStrategy` over a `TPUClusterResolver(tpu=...)`). Create it at the start of the
   program: `MultiWorkerMirroredStrategy` must configure the collectives before TensorFlow runs
   any op. A strategy is passed one way: configuration (`worker_dir`, `make_strategy`, the CLI,
   `keras_seq.g2p.train.train`) names it; only the training loop (`fit`) gets the object. On the
   JAX backend, `make_strategy` gives a small stand-in with ``num_replicas_in_sync`` and
-  ``scope()`` backed by `jax_distribution()`: `keras.distribution.DataParallel` over the local
-  devices when there are several.
+  ``scope()``: one device for "default"; `jax_distribution()`, `keras.distribution.DataParallel`
+  over the local devices (a TPU VM's chips for "tpu"), for "data-parallel", "mirrored" and "tpu".
 - `fit(model, strategy, dataset, ...)`: `model.fit` for the default, mirrored and TPU strategies
-  and on JAX; the custom training loop `DistributedFit` for ``MultiWorkerMirroredStrategy``, where
+  and on JAX (there under the distribution's scope, where Keras's JAX trainer splits each batch); the custom training loop `DistributedFit` for ``MultiWorkerMirroredStrategy``, where
   `model.fit` fails in Keras 3.15 (keras-team/keras#20585, ``Attempt to convert a value
   (PerReplica:...) to a Tensor`` in the metrics update of the multi-worker train step).
 - `DistributedFit` (``custom_fit(...)`` is ``DistributedFit(...).run()``): a training step run
@@ -46,11 +47,12 @@ The pieces `keras_seq.g2p.train` (and any keras-seq training script) uses:
   chief, a ``.worker-N`` subdirectory on the other workers (TensorFlow's convention: every
   worker runs the same code; only the chief's files are the run's).
 
-TPU constraints (the ``"tpu"`` path cannot run here): every batch must have one static shape
-(``static_shapes=True`` in `keras_seq.g2p.train`: padded batches, ``drop_remainder=True``), no
-Python control flow on tensor values in ``call`` (the keras-seq layers loop with
-`keras.ops` / `tf.while_loop`-style constructs), and the model must compile with XLA
-(``jit_compile=True``); `check_tpu_constraints` checks the last two on CPU.
+TPU constraints (TensorFlow's ``"tpu"`` path cannot run here; JAX's runs over CPU devices):
+every batch must have one static shape (``static_shapes=True``, which ``strategy="tpu"``
+implies: padded batches, ``drop_remainder=True``), no Python control flow on tensor values in
+``call`` (the keras-seq layers loop with `jax.lax.scan` / `tf.while_loop`), and the training
+step must compile with XLA (``jit_compile=True``) once, for that one shape;
+`check_tpu_constraints` checks all three on CPU, on either backend.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ __all__ = [
     "WorkerStalledError",
 ]
 
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+STRATEGIES = ("default", "data-parallel", "mirrored", "multiworker", "tpu")
 EXIT_STALLED = 75  # EX_TEMPFAIL: restart all workers with --resume
 WORKER_DIR_PREFIX = ".worker-"
 _METADATA, _WEIGHTS = "training_metadata.json", "latest.weights.h5"
@@ -124,11 +126,16 @@ def make_strategy(name=None, tpu=None, *, collective_timeout=None):
             (the watchdog of `DistributedFit` bounds a stalled run instead: a collective timeout
             shorter than a peer's first XLA compilation fails healthy runs).
 
-    On the JAX backend there is no `tf.distribute`: "default" and "mirrored" give a small
-    stand-in with the two things training code uses of a strategy, ``num_replicas_in_sync``
-    and ``scope()``, backed by `keras.distribution.DataParallel` over the local devices when
-    there are several (the scope sets it as the global distribution: variables replicated, each
-    batch split across the devices); "multiworker" and "tpu" raise ValueError.
+    "data-parallel" is the backend-neutral name of data parallelism over the local devices:
+    `MirroredStrategy` on TensorFlow.
+
+    On the JAX backend there is no `tf.distribute`: `make_strategy` gives a small stand-in with
+    what training code uses of a strategy, ``num_replicas_in_sync`` and ``scope()`` (which
+    `fit` also trains under, as Keras's JAX trainer reads the distribution when it shards each
+    batch): "default" is one device (no distribution); "data-parallel" (and its TensorFlow name
+    "mirrored") and "tpu" are `keras.distribution.DataParallel` over the local devices (on a
+    Cloud TPU VM, its TPU chips): variables replicated, each global batch split across the
+    devices, gradients those of the global batch. "multiworker" raises ValueError.
     """
     name = _strategy_name(name)
     if keras.backend.backend() == "jax":
@@ -137,7 +144,7 @@ def make_strategy(name=None, tpu=None, *, collective_timeout=None):
 
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if name in ("mirrored", "data-parallel"):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         options = tf.distribute.experimental.CommunicationOptions(
@@ -206,10 +213,10 @@ class _KerasDistributionStrategy:
 
 
 def _jax_strategy(name):
-    if name not in ("default", "mirrored"):
-        raise ValueError(f"strategy {name!r} needs the TensorFlow backend; on JAX use 'default' or "
-                         "'mirrored' (keras.distribution.DataParallel over the local devices)")
-    return _KerasDistributionStrategy(jax_distribution())
+    if name == "multiworker":
+        raise ValueError("strategy 'multiworker' needs the TensorFlow backend; on JAX use 'data-parallel' "
+                         "(keras.distribution.DataParallel over the local devices) or 'tpu'")
+    return _KerasDistributionStrategy(None if name == "default" else jax_distribution())
 
 
 def jax_distribution():
@@ -230,6 +237,11 @@ def fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=Non
     """Trains `model` (compiled under `strategy.scope()`, the object of `make_strategy`):
     `model.fit`, or `DistributedFit` for a `MultiWorkerMirroredStrategy` (or ``loop="custom"``).
     Returns the History; raises `WorkerStalledError` (see `DistributedFit`)."""
+    if isinstance(strategy, _KerasDistributionStrategy):  # JAX: batches are sharded as the distribution says
+        with strategy.scope():
+            _build_without_iterating(model, dataset)
+            return model.fit(dataset, validation_data=validation_data, epochs=epochs,
+                             callbacks=callbacks, verbose=verbose, shuffle=False)
     if loop is None:
         loop = "custom" if is_multiworker(strategy) else "fit"
     if loop == "fit":
@@ -239,6 +251,23 @@ def fit(model, strategy, dataset, *, epochs, validation_data=None, callbacks=Non
         raise ValueError(f"loop must be 'fit' or 'custom', got {loop!r}")
     return custom_fit(model, strategy, dataset, epochs=epochs, validation_data=validation_data,
                       callbacks=callbacks, verbose=verbose, step_timeout=step_timeout)
+
+
+def _build_without_iterating(model, dataset):
+    """Builds the compiled loss and metrics from `dataset`'s element_spec, so that Keras's JAX
+    `fit` does not iterate `dataset` once more to build them: that extra iterator would draw
+    another tf.data reshuffle seed, and every epoch would see another order than on TensorFlow
+    (whose `fit` builds while tracing). Only shapes and dtypes are used (unknown sizes: 1)."""
+    import numpy as np
+    import tensorflow as tf
+
+    build = getattr(model, "_symbolic_build", None)  # Keras 3's own build, from one data batch
+    if build is None:
+        return
+    batch = tf.nest.map_structure(
+        lambda spec: np.zeros([d if d is not None else 1 for d in spec.shape], spec.dtype.as_numpy_dtype),
+        dataset.element_spec)
+    build(data_batch=batch)
 
 
 def _per_element_loss(loss):
@@ -676,26 +705,55 @@ def _collective_errors():
 # ---------------------------------------------------------------------------------------------
 
 
-def check_tpu_constraints(model, dataset, steps=2):
-    """Checks, on any device, what a TPU needs of a compiled model and its dataset:
+def check_tpu_constraints(model, dataset, steps=None, strategy=None):
+    """Checks, on any device and either backend, what a TPU needs of a compiled model and its
+    training dataset:
 
     - every batch of `dataset` (its ``element_spec``) has a fully static shape (padded
       batches, ``drop_remainder=True``);
-    - the model trains with ``jit_compile=True`` (XLA: no Python control flow on tensor values,
-      no ops XLA cannot compile) for `steps` steps, with finite losses.
+    - the model's training step compiles with XLA (``jit_compile=True``; on JAX every step is
+      `jax.jit`) and is traced for one static batch shape only, for all the batches it trains
+      on (a second trace, or an unknown dimension in the traced batch, is a dynamic shape: a TPU
+      would compile again, or not at all), with finite losses. (TensorFlow may trace one
+      shape twice; it is the set of traced shapes that must be one static shape.)
 
-    The check trains `model` for `steps` steps (its weights change) and leaves it with
-    ``jit_compile=True``. Returns the list of losses; raises ValueError naming the first violation.
+    It trains `model` one epoch of `dataset` (or its first `steps` batches; its weights change)
+    under `strategy` (a `make_strategy` object; JAX: its distribution places the batches), and
+    leaves it with ``jit_compile=True``. Returns the list of losses (one per epoch); raises
+    ValueError naming the first violation.
     """
+    import contextlib
+
     import tensorflow as tf
 
     for spec in tf.nest.flatten(dataset.element_spec):
         if not spec.shape.is_fully_defined():
             raise ValueError(f"TPU: a batch component has a dynamic shape {spec.shape} "
                              "(pad to one length and batch with drop_remainder=True)")
+    traced = []
+    train_step = model.train_step
+
+    def counted(*args):  # Python runs only while the backend traces the step (jax.jit / tf.function)
+        traced.append([tuple(getattr(t, "shape", ())) for t in tf.nest.flatten(args[-1])])
+        return train_step(*args)
+
     model.jit_compile = True
-    model.make_train_function(force=True)
-    history = model.fit(dataset.take(steps), epochs=1, verbose=0)
+    if not model.jit_compile:
+        raise ValueError("TPU: the model cannot be compiled with XLA (a layer has supports_jit=False)")
+    model.train_step = counted
+    try:
+        model.make_train_function(force=True)
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with scope:
+            data = dataset.take(steps) if steps else dataset
+            history = model.fit(data, epochs=1, verbose=0, shuffle=False)
+    finally:
+        del model.train_step
+        model.make_train_function(force=True)
+    shapes = sorted({tuple(batch) for batch in traced}, key=str)
+    if len(shapes) != 1 or any(d is None for shape in shapes[0] for d in shape):
+        raise ValueError(f"TPU: the training step was traced for the batch shapes {shapes}: a dynamic shape "
+                         "(one static shape compiles once)")
     loss = history.history["loss"]
     if not all(map(lambda v: v == v and abs(v) != float("inf"), loss)):
         raise ValueError(f"TPU: the XLA-compiled training step gave a non-finite loss {loss}")

@@ -11,7 +11,7 @@ rate. The runs:
     mirrored  MirroredStrategy over 2 logical CPUs, model.fit
     mw0, mw1  MultiWorkerMirroredStrategy, 2 worker processes on 127.0.0.1 (custom loop)
     bf16      1 device, mixed_bfloat16
-    jax       KERAS_BACKEND=jax, 2 host devices: keras.distribution.DataParallel
+    jax       KERAS_BACKEND=jax, 2 host devices, strategy data-parallel: keras.distribution.DataParallel
     kill      custom loop, SIGKILLed mid-epoch, then resumed; and its uninterrupted twin
     dead      2 workers, one SIGKILLed: the other must stop with a clear error and EXIT_STALLED
               (run through the CLI's `train_main`, which maps WorkerStalledError to the exit code)
@@ -203,8 +203,8 @@ def runs(tmp_path_factory):
     r["mirrored"] = Run(tmp, "mirrored", dict(SMALL, strategy="mirrored", devices=2))
     r["mw0"], r["mw1"] = _workers(tmp, "mw", 2, dict(SMALL, strategy="multiworker"), {"KERAS_SEQ_STEP_TIMEOUT": "300"})
     r["bf16"] = Run(tmp, "bf16", dict(SMALL, precision="mixed_bfloat16"))
-    # No dev decoding (dev_words=0, the default here): G2P.predict runs a tf.function (TensorFlow only).
-    r["jax"] = Run(tmp, "jax", dict(SMALL, devices=2, dev_words=0), {
+    # The weights' equality with one JAX device: tests/training/test_jax_training.py.
+    r["jax"] = Run(tmp, "jax", dict(SMALL, devices=2, dev_words=0, strategy="data-parallel"), {
         "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"})
     # Kill-and-resume: the custom loop (one local worker), 2 epochs, a checkpoint every 3 steps.
     kill_cfg = dict(SMALL, epochs=2, strategy="multiworker", checkpoint_steps=3, shuffle=True)  # replayed order
@@ -320,7 +320,7 @@ def test_dead_worker_then_restart_both_resumes(runs):
 def test_strategy_names_and_worker_dirs(monkeypatch, tmp_path):
     from keras_seq import distribute
 
-    assert distribute.STRATEGIES == ("default", "mirrored", "multiworker", "tpu")
+    assert distribute.STRATEGIES == ("default", "data-parallel", "mirrored", "multiworker", "tpu")
     with pytest.raises(ValueError, match="unknown strategy"):
         distribute.make_strategy("nccl")
     assert distribute.make_strategy("default").num_replicas_in_sync == 1
@@ -352,9 +352,12 @@ def test_cli_accepts_the_strategies():
     from keras_seq.cli import tasks as cli
 
     parser = cli._train_parser()
-    for name in ("default", "mirrored", "multiworker", "tpu"):
+    for name in ("default", "data-parallel", "mirrored", "multiworker", "tpu"):
         args = parser.parse_args(["reverse", "--out", "x", "--strategy", name])
         assert args.strategy == name
+        config = cli.from_arguments(parser.parse_args(["g2p", "--train", "t", "--out", "x", "--strategy", name]),
+                                    cli.TASKS["g2p"])
+        assert config.static_shapes == (name == "tpu")  # --strategy tpu implies --static-shapes
     with pytest.raises(SystemExit):
         parser.parse_args(["reverse", "--out", "x", "--strategy", "horovod"])
 

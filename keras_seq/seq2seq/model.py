@@ -45,6 +45,26 @@ def examples_from_pairs(pairs, target_split="chars"):
     return [(source, [tuple(split_text(t, target_split)) for t in targets]) for source, targets in pairs]
 
 
+def _jax_decoder(model, kwargs):
+    """``ids -> generate(ids, **kwargs)`` compiled with `jax.jit` (one trace per input shape).
+
+    The model's variables are arguments of the compiled function (a `keras.StatelessScope`
+    maps each variable to them), not constants captured at trace time: the function decodes
+    with the weights the model has *when it is called* (after every epoch of training) without
+    tracing again. Mesh-replicated variables (`keras.distribution.DataParallel`) pass as they are.
+    """
+    import jax
+
+    variables = list(model.variables)
+
+    def decode(values, ids):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return model.generate(ids, **kwargs)
+
+    jitted = jax.jit(decode)
+    return lambda ids: jitted([v.value for v in variables], ids)
+
+
 class TextSeq2Seq:
     """A string-to-string model: book-cell encoder-decoder plus tokenization on both sides.
 
@@ -239,7 +259,9 @@ class TextSeq2Seq:
                 fn = tf.function(lambda ids: self.model.generate(ids, **kwargs),
                                  input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True)
                 cache[key] = lambda ids: {k: v.numpy() for k, v in fn(tf.constant(ids)).items()}
-            else:  # the model's own backend decodes (no TensorFlow graph around a JAX model)
+            elif keras.backend.backend() == "jax":
+                cache[key] = _jax_decoder(self.model, kwargs)
+            else:  # the model's own backend decodes (no TensorFlow graph around the model)
                 cache[key] = lambda ids: self.model.generate(ids, **kwargs)
         return cache[key]
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from keras_seq.distribute import STRATEGIES
+
 __all__ = ["TrainingConfig", "STRATEGIES", "PRECISIONS", "LR_SCHEDULES", "add_arguments", "from_arguments"]
 
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("decay", "plateau", "constant")
 CELLS = ("lstm", "gru", "elman")
@@ -81,16 +82,21 @@ class TrainingConfig:
     checkpoint_steps: Optional[int] = setting(None, "also back up every N steps (default: every epoch)", minimum=1)
     keep_epochs: int = setting(0, "also keep the last N epochs' models in OUT/epochs/ (for keras-seq average)",
                                minimum=0)
-    static_shapes: bool = setting(False, "pad all batches to one shape instead of bucketing by length "
-                                  "(one traced step; what TPUs need)")
-    strategy: str = setting("default", "distribution: mirrored (local devices), multiworker (TF_CONFIG), tpu",
-                            choices=STRATEGIES)
-    tpu: Optional[str] = setting(None, "--strategy tpu: the TPUClusterResolver's tpu (name or grpc:// address)")
+    static_shapes: bool = setting(False, "pad all batches to one shape instead of bucketing by length, full "
+                                  "batches only (one compiled step; what TPUs need; implied by --strategy tpu)")
+    strategy: str = setting("default", "distribution: data-parallel (the local GPUs or CPU devices; JAX: "
+                            "keras.distribution.DataParallel, TensorFlow: MirroredStrategy; 'mirrored' is its "
+                            "TensorFlow name), multiworker (TensorFlow, TF_CONFIG), tpu (TensorFlow: TPUStrategy; "
+                            "JAX: DataParallel over the TPU VM's chips; implies --static-shapes)", choices=STRATEGIES)
+    tpu: Optional[str] = setting(None, "--strategy tpu on TensorFlow: the TPUClusterResolver's tpu (name or "
+                                 "grpc:// address)")
     precision: str = setting("float32", "compute precision", choices=PRECISIONS)
     resume: bool = setting(False, "continue the run in --out from its backup", cli=True)
     overwrite: bool = setting(False, "replace a run already in --out")
 
     def __post_init__(self):
+        if self.strategy == "tpu":  # a TPU compiles one program per shape: static shapes only
+            self.static_shapes = True
         self.validate()
 
     def validate(self):

@@ -13,7 +13,7 @@ __all__ = ["make_dataset", "trim_to_common_length", "fixed_subset"]
 
 
 def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5, 7, 9, 11, 14),
-                 static_shapes=False, drop_remainder=False):
+                 static_shapes=False, drop_remainder=False, fixed_lengths=False):
     """A `tf.data.Dataset` of `({"encoder_inputs", "decoder_inputs"}, labels)` batches.
 
     `arrays` are `make_teacher_forcing_arrays` outputs. Pads are trimmed per example, examples
@@ -21,7 +21,11 @@ def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5
     With `static_shapes=True` every batch keeps the arrays' full padded shape and the last
     partial training batch is dropped (no bucketing): one traced training step, as TPUs need.
     With `drop_remainder=True` no batch is smaller than `batch_size` (several replicas need
-    batches that split evenly).
+    batches that split evenly). With `fixed_lengths=True` every batch of a length bucket is
+    padded to that bucket's longest source and target in `arrays` (not the batch's): a few
+    batch shapes in all, the same every epoch, so a backend that compiles one program per shape
+    (JAX's `jax.jit`) compiles them all in the first epoch and never again; padding is masked,
+    so the losses are those of per-batch padding.
     """
     enc, dec, lab = arrays["encoder_inputs"], arrays["decoder_inputs"], arrays["labels"]
     enc_len = np.maximum((enc != PAD_ID).sum(axis=1), 1)
@@ -53,6 +57,18 @@ def make_dataset(arrays, batch_size, shuffle=False, seed=0, bucket_boundaries=(5
     bucket_sizes = np.bincount(np.searchsorted(boundaries, enc_len, side="right"), minlength=len(boundaries) + 1)
     batches = sum(n // batch_size if drop_remainder else -(-n // batch_size) for n in bucket_sizes.tolist())
     ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    if fixed_lengths:
+        bucket = np.searchsorted(boundaries, enc_len, side="right")
+        longest = lambda lengths: tf.constant([int(lengths[bucket == b].max(initial=1)) for b in range(len(boundaries) + 1)],
+                                              tf.int32)
+        enc_fixed, dec_fixed = longest(enc_len), longest(dec_len)
+
+        def pad(e, d, l):  # the batch's bucket: where its longest source falls among the boundaries
+            b = tf.searchsorted(tf.constant(boundaries, tf.int32), tf.shape(e)[1:2], side="right")[0]
+            grow = lambda x, n: tf.pad(x, [[0, 0], [0, n - tf.shape(x)[1]]], constant_values=PAD_ID)
+            return grow(e, enc_fixed[b]), grow(d, dec_fixed[b]), grow(l, dec_fixed[b])
+
+        ds = ds.map(pad)
     ds = ds.map(lambda e, d, l: ({"encoder_inputs": e, "decoder_inputs": d}, l))
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -5,8 +5,10 @@
   of the source. One training example per (source, target) pair, teacher-forced: decoder inputs
   ``[<s>, y1..yn]``, labels ``[y1..yn, </s>]``. Pairs whose source has more than
   ``max_input_length`` tokens are left out, with a message that says how many.
-- **Pipeline.** `tf.data` (`keras_seq.training.data.make_dataset`): shuffled every epoch,
-  grouped by source length and padded per batch; ``batch_size`` is the *global* batch.
+- **Pipeline.** `tf.data` (`keras_seq.training.data.make_dataset`, on either backend): shuffled
+  every epoch, grouped by source length and padded per batch (on JAX, padded to fixed lengths
+  per length bucket: one compiled step per bucket, all compiled in the first epoch);
+  ``batch_size`` is the *global* batch.
 - **Loss.** `SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)`: pads are masked.
 - **Optimizer and learning rate.** Adam (gradient norm clipped at ``clipnorm``) with a
   per-epoch schedule: ``"decay"`` keeps ``learning_rate`` for the first 40% of the epochs, then
@@ -26,7 +28,11 @@
   differ is refused. Without ``resume`` an existing run is refused unless ``overwrite=True``.
 - **Distribution and precision.** ``strategy`` names a `keras_seq.distribute` strategy (the
   model, optimizer and metrics are created under its scope; "multiworker" trains with its custom
-  loop); ``precision`` sets Keras's dtype policy while the model is built (restored after).
+  loop; on JAX, "data-parallel" and "tpu" are `keras.distribution.DataParallel`, under which
+  `fit` also runs); ``precision`` sets Keras's dtype policy while the model is built (restored
+  after). "tpu" implies ``static_shapes``.
+- **Backends.** The same loop on TensorFlow and JAX; dev scores decode with the model's own
+  backend (`jax.jit` on JAX). The run directory does not depend on the backend.
 """
 
 from __future__ import annotations
@@ -245,14 +251,18 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
     # batches with a masked loss), so partial batches are dropped, in training and for val_loss.
     replicas = distribution.num_replicas_in_sync
     even = replicas > 1
+    # JAX compiles one program per batch shape: length buckets of fixed sizes (a few shapes, all
+    # seen in the first epoch). TensorFlow's traced step takes any shape: per-batch padding.
+    fixed = keras.backend.backend() != "tensorflow"
     train_ds = make_dataset(train_arrays, config.batch_size, shuffle=True, seed=config.seed,
-                            static_shapes=config.static_shapes, drop_remainder=even)
+                            static_shapes=config.static_shapes, drop_remainder=even, fixed_lengths=fixed)
     dev_ds = None
     if dev_arrays is not None:
         n_dev = len(dev_arrays["labels"])
         dev_batch = min(config.batch_size, n_dev - n_dev % replicas) if even else max(config.batch_size, 256)
         if dev_batch > 0:
-            dev_ds = make_dataset(dev_arrays, dev_batch, static_shapes=config.static_shapes, drop_remainder=even)
+            dev_ds = make_dataset(dev_arrays, dev_batch, static_shapes=config.static_shapes, drop_remainder=even,
+                                  fixed_lengths=fixed)
 
     state = dict(previous or {})
     state.pop("settings", None)  # settings.json holds them
