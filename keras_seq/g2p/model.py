@@ -42,7 +42,10 @@ class G2P(TextSeq2Seq):
     VOCABULARY_NAMES = ("characters", "phonemes")
     FIXED_SETTINGS = {"source_split": "chars", "target_split": "words", "lowercase": True}
 
-    def __init__(self, model, characters, phonemes, max_input_length=32, beam_width=4, **_fixed):
+    def __init__(self, model, characters, phonemes, max_input_length=32, beam_width=4, **tokenization):
+        for key, value in tokenization.items():  # what TextSeq2Seq passes on: G2P's own, or an error
+            if key not in self.FIXED_SETTINGS or value != self.FIXED_SETTINGS[key]:
+                raise TypeError(f"G2P's tokenization is fixed ({self.FIXED_SETTINGS}); got {key}={value!r}")
         super().__init__(model, characters, phonemes, max_input_length=max_input_length, beam_width=beam_width,
                          **self.FIXED_SETTINGS)
 

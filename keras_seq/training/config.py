@@ -147,7 +147,7 @@ def _flags(f):
     return ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
 
 
-def _type_of(f, default):
+def _type_of(f):
     annotation = str(f.type)
     if "int" in annotation:
         return int
@@ -172,7 +172,7 @@ def add_arguments(parser, config_cls, required=("out",)):
             for alias in meta.get("off_aliases", ()):
                 parser.add_argument(alias, dest=f.name, action="store_false", help=f"the same as --no-{_flags(f)[0][2:]}")
         else:
-            parser.add_argument(*_flags(f), dest=f.name, type=_type_of(f, default), default=default,
+            parser.add_argument(*_flags(f), dest=f.name, type=_type_of(f), default=default,
                                 choices=meta.get("choices"), help=help_text + " (default: %(default)s)")
     return parser
 

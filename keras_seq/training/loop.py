@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -301,5 +300,3 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
     app.model.set_weights(best.model.get_weights())
     return app
 
-
-del math
