@@ -77,6 +77,7 @@ print("RESULT" + json.dumps(result))
 '''
 
 
+@pytest.mark.slow  # 23 s of subprocesses: run with -m slow (the default suite stays under 15 minutes)
 def test_data_parallel_on_two_devices_equals_one_device(tmp_path):
     out = run_jax(DATA_PARALLEL, tmp_path, devices=2)
     result = json.loads(out.split("RESULT", 1)[1])

@@ -39,7 +39,8 @@ print("RESULT" + json.dumps({"codes": codes, "seen": seen, "backend": keras.back
 '''
 
 
-@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+# The TensorFlow case (20 s) runs with -m slow: the default suite stays under 15 minutes.
+@pytest.mark.parametrize("backend", ["jax", pytest.param("tensorflow", marks=pytest.mark.slow)])
 def test_cli_training_step_compiles_with_xla_for_one_static_shape(backend, tmp_path):
     from keras_seq.g2p.data import reverse_task, write_cmudict
 
