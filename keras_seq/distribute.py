@@ -259,11 +259,15 @@ def _build_without_iterating(model, dataset):
     another tf.data reshuffle seed, and every epoch would see another order than on TensorFlow
     (whose `fit` builds while tracing). Only shapes and dtypes are used (unknown sizes: 1)."""
     import numpy as np
-    import tensorflow as tf
 
     build = getattr(model, "_symbolic_build", None)  # Keras 3's own build, from one data batch
     if build is None:
         return
+    if isinstance(dataset, keras.utils.PyDataset):  # no TensorFlow: its batches do not draw seeds
+        build(data_batch=dataset[0])
+        return
+    import tensorflow as tf
+
     batch = tf.nest.map_structure(
         lambda spec: np.zeros([d if d is not None else 1 for d in spec.shape], spec.dtype.as_numpy_dtype),
         dataset.element_spec)
