@@ -82,8 +82,9 @@ class TrainingConfig:
     checkpoint_steps: Optional[int] = setting(None, "also back up every N steps (default: every epoch)", minimum=1)
     keep_epochs: int = setting(0, "also keep the last N epochs' models in OUT/epochs/ (for keras-seq average)",
                                minimum=0)
-    static_shapes: bool = setting(False, "pad all batches to one shape instead of bucketing by length, full "
-                                  "batches only (one compiled step; what TPUs need; implied by --strategy tpu)")
+    static_shapes: bool = setting(False, "full batches of fixed shapes only, what TPUs need (implied by --strategy "
+                                  "tpu): on JAX one fixed shape per length bucket (each compiled once), on "
+                                  "TensorFlow one shape for all batches")
     strategy: str = setting("default", "distribution: data-parallel (the local GPUs or CPU devices; JAX: "
                             "keras.distribution.DataParallel, TensorFlow: MirroredStrategy; 'mirrored' is its "
                             "TensorFlow name), multiworker (TensorFlow, TF_CONFIG), tpu (TensorFlow: TPUStrategy; "
@@ -95,7 +96,7 @@ class TrainingConfig:
     overwrite: bool = setting(False, "replace a run already in --out")
 
     def __post_init__(self):
-        if self.strategy == "tpu":  # a TPU compiles one program per shape: static shapes only
+        if self.strategy == "tpu":  # a TPU compiles one program per batch shape: static shapes only
             self.static_shapes = True
         self.validate()
 

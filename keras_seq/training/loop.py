@@ -30,7 +30,8 @@
   model, optimizer and metrics are created under its scope; "multiworker" trains with its custom
   loop; on JAX, "data-parallel" and "tpu" are `keras.distribution.DataParallel`, under which
   `fit` also runs); ``precision`` sets Keras's dtype policy while the model is built (restored
-  after). "tpu" implies ``static_shapes``.
+  after). "tpu" implies ``static_shapes``: full batches of fixed shapes (on JAX one per length
+  bucket, on TensorFlow one for all batches).
 - **Backends.** The same loop on TensorFlow and JAX; dev scores decode with the model's own
   backend (`jax.jit` on JAX). The run directory does not depend on the backend.
 """
@@ -244,23 +245,27 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
 
     train_arrays = arrays(train_examples)
     dev_arrays = arrays(dev_examples) if dev_examples else None
-    if config.static_shapes:  # train and dev padded to the same lengths: one traced step each
+    # JAX compiles one program per batch shape: length buckets of fixed sizes (a few shapes, all
+    # seen in the first epoch). TensorFlow's traced step takes any shape: per-batch padding.
+    fixed = keras.backend.backend() != "tensorflow"
+    # Static shapes (TPUs): full batches of fixed shapes. On JAX those are the fixed-size length
+    # buckets, each compiled once; on TensorFlow one shape for all batches, since Keras's traced
+    # step (reduce_retracing) turns a step traced for several shapes into one of dynamic shape.
+    one_shape = config.static_shapes and not fixed
+    if one_shape:  # train and dev padded to the same lengths: one traced step each
         train_arrays, dev_arrays = trim_to_common_length(train_arrays, dev_arrays)
     # Several replicas: every batch splits evenly (Keras 3.15 fails on uneven per-replica
     # batches with a masked loss), so partial batches are dropped, in training and for val_loss.
     replicas = distribution.num_replicas_in_sync
     even = replicas > 1
-    # JAX compiles one program per batch shape: length buckets of fixed sizes (a few shapes, all
-    # seen in the first epoch). TensorFlow's traced step takes any shape: per-batch padding.
-    fixed = keras.backend.backend() != "tensorflow"
-    train_ds = make_dataset(train_arrays, config.batch_size, shuffle=True, seed=config.seed,
-                            static_shapes=config.static_shapes, drop_remainder=even, fixed_lengths=fixed)
+    train_ds = make_dataset(train_arrays, config.batch_size, shuffle=True, seed=config.seed, static_shapes=one_shape,
+                            drop_remainder=even or config.static_shapes, fixed_lengths=fixed)
     dev_ds = None
     if dev_arrays is not None:
         n_dev = len(dev_arrays["labels"])
         dev_batch = min(config.batch_size, n_dev - n_dev % replicas) if even else max(config.batch_size, 256)
         if dev_batch > 0:
-            dev_ds = make_dataset(dev_arrays, dev_batch, static_shapes=config.static_shapes, drop_remainder=even,
+            dev_ds = make_dataset(dev_arrays, dev_batch, static_shapes=one_shape, drop_remainder=even,
                                   fixed_lengths=fixed)
 
     state = dict(previous or {})
