@@ -10,7 +10,8 @@
   per length bucket: one compiled step per bucket, all compiled in the first epoch);
   ``batch_size`` is the *global* batch.
 - **Loss.** `SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)`: pads are masked.
-- **Optimizer and learning rate.** Adam (gradient norm clipped at ``clipnorm``) with a
+- **Optimizer and learning rate.** Adam (`keras_seq.models.Adam`: the same update on TensorFlow
+  and JAX; gradient norm clipped at ``clipnorm``) with a
   per-epoch schedule: ``"decay"`` keeps ``learning_rate`` for the first 40% of the epochs, then
   decays it geometrically to 5% of it at the last epoch, at most halving it from one epoch to the
   next (so a short run keeps a useful rate: 2 epochs train at 1x then 0.5x); ``"plateau"``
@@ -47,6 +48,7 @@ import keras
 import numpy as np
 
 from keras_seq import distribute as _distribute
+from keras_seq.models.optimizers import Adam
 from keras_seq.text import PAD_ID, Vocabulary, make_teacher_forcing_arrays, split_text
 from keras_seq.training.callbacks import (
     BACKUP_DIR,
@@ -230,7 +232,7 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
                     if saved.exists() and Vocabulary.load(saved) != vocab:
                         raise RunExistsError(f"{out_dir} was trained with another vocabulary ({name}); use --overwrite")
             app.model.compile(
-                optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm or None),
+                optimizer=Adam(config.learning_rate, clipnorm=config.clipnorm or None),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID),
             )
     finally:
