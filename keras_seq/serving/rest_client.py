@@ -100,6 +100,7 @@ class RestClient:
         self.backoff = backoff
         self.session = requests.Session()
         self._tls_dir = None
+        self._verify = True
         tls = bool(root_certificates or certificate_chain)
         if "://" in target:
             self.base = target.rstrip("/")
@@ -108,7 +109,8 @@ class RestClient:
         if tls:
             self._tls_dir = tempfile.mkdtemp(prefix="keras-seq-rest-tls-")  # 0700
             if root_certificates:
-                self.session.verify = self._write("ca.pem", root_certificates)
+                # Given with each request: a session's `verify` loses to REQUESTS_CA_BUNDLE.
+                self._verify = self._write("ca.pem", root_certificates)
             if certificate_chain:
                 self.session.cert = (self._write("cert.pem", certificate_chain), self._write("key.pem", private_key))
         self._signatures = {}
@@ -140,7 +142,7 @@ class RestClient:
         for attempt in range(self.retries + 1):
             try:
                 response = self.session.request(
-                    method, self.base + path, data=data, timeout=timeout,
+                    method, self.base + path, data=data, timeout=timeout, verify=self._verify,
                     headers={"Content-Type": "application/json"} if data is not None else None,
                 )
             except requests.Timeout:

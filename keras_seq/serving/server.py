@@ -536,10 +536,10 @@ def _monitoring(options):
     if not config.prometheus_config.enable:
         return None, None
     if not options.rest_api_port:
-        raise ValueError(
-            f"--monitoring_config_file {path} enables Prometheus metrics, which are served on the REST "
-            "port: set --rest_api_port"
-        )
+        # TF Serving ignores the file then; say so rather than serve nothing silently.
+        log.warning("--monitoring_config_file %s enables Prometheus metrics, which are served on the REST port: "
+                    "set --rest_api_port to serve them", path)
+        return None, None
     from keras_seq.serving.metrics import DEFAULT_PATH, Metrics
 
     metrics_path = config.prometheus_config.path or DEFAULT_PATH
