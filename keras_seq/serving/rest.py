@@ -18,22 +18,20 @@ shared/reference/tf-serving-contract.md, sections 2 and 7):
 - The Prometheus page, when `--monitoring_config_file` enables it, at its path (`metrics.py`).
 
 Everything after the JSON is parsed goes through the gRPC side's code: `ServerCore.acquire` resolves
-the model, version and label, `inference.predict/classify/regress/metadata` run the request (with
+the model, version and label, `inference.predict_arrays/classify/regress/metadata` run the request (with
 `--max_request_tensor_bytes`), and the RequestTracker drains REST calls at shutdown as it does RPCs.
 Limits that TF Serving's REST port does not have: bodies over `--max_request_bytes` get
 RESOURCE_EXHAUSTED (429) before they are read, and TLS from `--ssl_config_file` (TF Serving's REST
-port is plaintext). The HTTP server is Werkzeug's threaded WSGI server (a thread per connection,
-keep-alive): like the rest of `keras-seq serve`, it is meant for development, the demo and tests.
+port is plaintext). The HTTP server is Cheroot (CherryPy's WSGI server: a thread pool, keep-alive
+connections, TLS), with Werkzeug's request and response objects.
 """
 
 import base64
-import errno
 import json
 import logging
 import math
 import os
 import re
-import socket
 import ssl
 import tempfile
 import threading
@@ -53,11 +51,12 @@ from tensorflow_serving.apis import (
     predict_pb2,
     regression_pb2,
 )
-from werkzeug.serving import WSGIRequestHandler, make_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.wrappers import Request, Response
 
 from keras_seq.serving import errors, inference
-from keras_seq.serving.tensors import ndarray_to_proto, proto_to_ndarray
+from keras_seq.serving.tensors import ndarray_to_proto
 
 log = logging.getLogger("keras_seq.serving")
 
@@ -68,6 +67,7 @@ STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([
 API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 JSON_TYPE = "application/json"
 DEBUG_CHARS = 256  # TF Serving cuts JSON values quoted in messages to this many bytes
+DEFAULT_NUM_THREADS = 4 * (os.cpu_count() or 1)  # TF Serving's --rest_api_num_threads
 DRAIN_BYTES = 16 << 20  # an over-limit body up to this size is read and dropped so the client sees the 429
 
 # DataTypeString of TensorFlow, where it differs from the NumPy-style name.
@@ -590,8 +590,7 @@ class RestApi:
             arrays = None
             held = inference.HeldRequest(request)
             del request
-            response = inference.predict(servable, held, self.runner, deadline, self.max_tensor_bytes)
-            outputs = {alias: proto_to_ndarray(proto) for alias, proto in response.outputs.items()}
+            _, _, outputs = inference.predict_arrays(servable, held, self.runner, deadline, self.max_tensor_bytes)
             return predictions_json(outputs, row_format)
 
         return self._with_servable(spec, run)
@@ -681,64 +680,50 @@ def _json_response(body, status):
 # ---------------------------------------------------------------------------------- the server
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without a log line per request (TF Serving logs none)."""
-
-    def log_request(self, code="-", size="-"):
-        pass
-
-
-def ssl_context(ssl_config):
-    """An `ssl.SSLContext` for the REST port from a checked SSLConfig (`tls.check_ssl_config`)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+def _ssl_adapter(ssl_config):
+    """Cheroot's TLS adapter for a checked SSLConfig (`tls.check_ssl_config`): the server's key and
+    certificate, and with `client_verify` only clients with a certificate from `custom_ca`."""
     with tempfile.TemporaryDirectory(prefix="keras-seq-tls-") as directory:  # 0700, removed at once
         key, cert = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
         with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write(ssl_config.server_key)
         with open(cert, "w") as f:
             f.write(ssl_config.server_cert)
-        context.load_cert_chain(cert, key)
+        adapter = BuiltinSSLAdapter(cert, key)  # reads both files now
+    context = adapter.context  # a server context holding the key pair
     if ssl_config.custom_ca:
         context.load_verify_locations(cadata=ssl_config.custom_ca)
-    if ssl_config.client_verify:
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    context.verify_mode = ssl.CERT_REQUIRED if ssl_config.client_verify else ssl.CERT_NONE
+    return adapter
 
 
-def bind(host, port):
-    """A listening socket on host:port (port 0: a free one); OSError naming the address if taken."""
-    name = host.strip("[]")
-    family = socket.AF_INET6 if ":" in name else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((name, port))
-        sock.listen(128)
-    except OSError as e:
-        sock.close()
-        reason = "the port is already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
-        raise OSError(f"Could not bind the REST API to {host}:{port}: {reason}") from None
-    return sock
+class _Server(wsgi.Server):
+    """Cheroot's WSGI server, logging through `logging` instead of writing to stderr."""
+
+    def error_log(self, msg="", level=logging.INFO, traceback=False):
+        log.log(level, "REST server: %s", msg, exc_info=traceback)
 
 
 class RestServer:
-    """The REST port: a Werkzeug threaded WSGI server on its own thread."""
+    """The REST port: Cheroot's WSGI server (a pool of `num_threads` threads, keep-alive
+    connections) on a thread of its own.
 
-    def __init__(self, app, host, port, ssl_config=None):
-        sock = bind(host, port)
+    Raises OSError (one line naming the address) when the port cannot be bound.
+    """
+
+    def __init__(self, app, host, port, ssl_config=None, num_threads=DEFAULT_NUM_THREADS):
+        self._server = _Server((host.strip("[]"), port), app, numthreads=num_threads, request_queue_size=128,
+                               shutdown_timeout=1)
+        if ssl_config is not None:
+            self._server.ssl_adapter = _ssl_adapter(ssl_config)
         try:
-            self.port = sock.getsockname()[1]
-            context = ssl_context(ssl_config) if ssl_config is not None else None
-            self._server = make_server(
-                host.strip("[]"), self.port, app, threaded=True, request_handler=_QuietHandler,
-                ssl_context=context, fd=sock.fileno(),
-            )
-        finally:
-            sock.close()  # the server holds its own duplicate of the socket
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rest-server", daemon=True)
+            self._server.prepare()
+        except OSError as e:
+            raise OSError(f"Could not bind the REST API to {host}:{port}: {e.strerror or e}") from None
+        self.port = self._server.bind_addr[1]
+        self._thread = threading.Thread(target=self._server.serve, name="rest-server", daemon=True)
         self._thread.start()
 
     def stop(self, timeout=1.0):
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         self._thread.join(timeout)

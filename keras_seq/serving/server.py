@@ -74,6 +74,7 @@ class ServerOptions:
     port: int = 8500
     rest_api_port: int = 0  # 0: no REST API (as TF Serving); -1: a free port (tests, benchmarks)
     rest_api_timeout_in_ms: int = DEFAULT_REST_API_TIMEOUT_MS
+    rest_api_num_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
     model_name: str = "default"
     model_base_path: str = None
     model_config_file: str = None
@@ -611,6 +612,8 @@ def create_server(options=None, **overrides):
     credentials = _credentials(ssl_config)
     batching = _batching_options(options) if options.enable_batching else None
     rest_port = max(0, options.rest_api_port) if options.rest_api_port else None
+    if options.rest_api_num_threads < 1:
+        raise ValueError(f"--rest_api_num_threads must be at least 1, not {options.rest_api_num_threads}")
     if rest_port is not None and rest_port and rest_port == options.port:
         raise ValueError(f"--rest_api_port {rest_port} is the gRPC --port too: give them different ports")
     _check_port_free(options.host, options.port)
@@ -677,7 +680,7 @@ def create_server(options=None, **overrides):
                 metrics,
                 metrics_path,
             )
-            rest_server = rest.RestServer(api, options.host, rest_port, ssl_config)
+            rest_server = rest.RestServer(api, options.host, rest_port, ssl_config, options.rest_api_num_threads)
         grpc_server.start()
     except BaseException:
         if rest_server is not None:
@@ -727,6 +730,7 @@ def build_parser():
         default=DEFAULT_REST_API_TIMEOUT_MS,
         help="deadline of each REST request (default 30000; 0: none)",
     )
+    flag("--rest_api_num_threads", type=int, default=4 * (os.cpu_count() or 1), help="threads serving REST calls")
     flag("--model_name", default="default", help="name of the model (ignored with --model_config_file)")
     flag("--model_base_path", help="absolute path of the model's versions directory")
     flag("--model_config_file", help="text-format ModelServerConfig (models.config)")
@@ -794,6 +798,7 @@ def options_from_args(args):
         port=args.port,
         rest_api_port=args.rest_api_port,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+        rest_api_num_threads=args.rest_api_num_threads,
         model_name=args.model_name,
         model_base_path=base_path,
         model_config_file=args.model_config_file,
