@@ -230,7 +230,9 @@ def build_parser():
         "--server",
         help="HOST:PORT of TF Serving or keras-seq serve (default 127.0.0.1:8500, or 127.0.0.1:8501 with --rest)",
     )
-    p.add_argument("--rest", action="store_true", help="use the REST API (TF Serving's --rest_api_port) instead of gRPC")
+    p.add_argument(
+        "--rest", action="store_true", help="use the REST API (TF Serving's --rest_api_port) instead of gRPC"
+    )
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--signature_name", default="", help="signature (default serving_default)")
     p.add_argument("--input_key", default="words", help="input alias the words are sent under")

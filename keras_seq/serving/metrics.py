@@ -32,7 +32,6 @@ Where this deviates from TF Serving:
   reads it (tests/serving/test_serving_rest.py).
 """
 
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.utils import floatToGoString
 
@@ -85,7 +84,10 @@ class Metrics:
             registry=r,
         )
         self.input_batch_size = Histogram(
-            INPUT_BATCH_SIZE, "Tracks the batch size distribution on the inputs.", buckets=BATCH_SIZE_BUCKETS, registry=r
+            INPUT_BATCH_SIZE,
+            "Tracks the batch size distribution on the inputs.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
         )
         self.processed_batch_size = Histogram(
             PROCESSED_BATCH_SIZE,

@@ -41,7 +41,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -56,6 +56,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.wrappers import Request, Response
 
 from keras_seq.serving import errors, inference
+from keras_seq.serving import server as server_lib  # with_servable, model_status: shared with gRPC
 from keras_seq.serving.tensors import ndarray_to_proto
 
 log = logging.getLogger("keras_seq.serving")
@@ -63,7 +64,9 @@ log = logging.getLogger("keras_seq.serving")
 PREDICT_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)", re.IGNORECASE
 )
-STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?", re.IGNORECASE)
+STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?", re.IGNORECASE
+)
 API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 JSON_TYPE = "application/json"
 DEBUG_CHARS = 256  # TF Serving cuts JSON values quoted in messages to this many bytes
@@ -567,9 +570,7 @@ class RestApi:
         return None if self.timeout_s is None else time.monotonic() + self.timeout_s
 
     def _with_servable(self, spec, handler):
-        from keras_seq.serving.server import with_servable
-
-        return with_servable(self.core, spec, handler, self.tracker)
+        return server_lib.with_servable(self.core, spec, handler, self.tracker)
 
     # -- the calls
     def _predict(self, spec, body):
@@ -622,11 +623,9 @@ class RestApi:
         return {"results": [_float(r.value) for r in results]}
 
     def _status(self, spec):
-        from keras_seq.serving.server import model_status
-
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.CopyFrom(spec)
-        return _message_json(model_status(self.core, request))
+        return _message_json(server_lib.model_status(self.core, request))
 
     def _metadata(self, spec):
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
@@ -712,8 +711,9 @@ class RestServer:
     """
 
     def __init__(self, app, host, port, ssl_config=None, num_threads=DEFAULT_NUM_THREADS):
-        self._server = _Server((host.strip("[]"), port), app, numthreads=num_threads, request_queue_size=128,
-                               shutdown_timeout=1)
+        self._server = _Server(
+            (host.strip("[]"), port), app, numthreads=num_threads, request_queue_size=128, shutdown_timeout=1
+        )
         if ssl_config is not None:
             self._server.ssl_adapter = _ssl_adapter(ssl_config)
         try:

@@ -142,7 +142,11 @@ class RestClient:
         for attempt in range(self.retries + 1):
             try:
                 response = self.session.request(
-                    method, self.base + path, data=data, timeout=timeout, verify=self._verify,
+                    method,
+                    self.base + path,
+                    data=data,
+                    timeout=timeout,
+                    verify=self._verify,
                     headers={"Content-Type": "application/json"} if data is not None else None,
                 )
             except requests.Timeout:

@@ -711,8 +711,9 @@ def _bool(text):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="keras-seq serve",
-        description="Serve a TF Serving model repository over TF Serving's gRPC API (the local, embedded "
-        "server; production uses the tensorflow/serving container, see serving/README.md).",
+        description="Serve a TF Serving model repository over TF Serving's gRPC API and, with --rest_api_port, "
+        "its REST API (the local, embedded server; production uses the tensorflow/serving container, see "
+        "serving/README.md).",
     )
     flag = p.add_argument
     flag("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to open it up)")
@@ -722,7 +723,7 @@ def build_parser():
         type=int,
         default=0,
         help="port of TF Serving's REST API (/v1/models/...) and the Prometheus metrics (0, the default: no "
-        "REST API); same host, TLS and request limits as the gRPC port",
+        "REST API; -1: a free one); same host, TLS and request limits as the gRPC port",
     )
     flag(
         "--rest_api_timeout_in_ms",
@@ -751,8 +752,9 @@ def build_parser():
     flag("--ssl_config_file", help="text-format SSLConfig (server_key, server_cert, custom_ca, client_verify)")
     flag(
         "--monitoring_config_file",
-        help="text-format MonitoringConfig; prometheus_config { enable: true path: \"/monitoring/prometheus/metrics\" } "
-        "serves TF Serving's metrics at that path of the REST port (needs --rest_api_port)",
+        help="text-format MonitoringConfig; prometheus_config { enable: true path: "
+        "\"/monitoring/prometheus/metrics\" } serves TF Serving's metrics at that path of the REST port "
+        "(needs --rest_api_port)",
     )
     flag(
         "--max_request_bytes",

@@ -111,7 +111,9 @@ def test_predict_row_format(http, base):
         http, f"{base}/v1/models/two_inputs:predict", {"instances": [{"a": 1.5, "b": 2}, {"a": 3.0, "b": 4}]}
     )
     assert status == 200 and answer == {"predictions": [{"prod": 3.0, "sum": 3.5}, {"prod": 12.0, "sum": 7.0}]}
-    status, answer = post(http, f"{base}/v1/models/{HP2}:predict", {"signature_name": "matrix", "instances": [[1, 1, 1, 1]]})
+    status, answer = post(
+        http, f"{base}/v1/models/{HP2}:predict", {"signature_name": "matrix", "instances": [[1, 1, 1, 1]]}
+    )
     assert status == 200 and answer == {"predictions": [[4.0, 4.0]]}  # version 2: sum(x) * 1.0
 
 
@@ -127,7 +129,9 @@ def test_predict_columnar_format(http, base):
 
 
 def test_strings_in_base64_both_ways(http, base):
-    status, answer = post(http, f"{base}/v1/models/g2p:predict", {"signature_name": "greedy", "instances": [b64(b"abc"), "de"]})
+    status, answer = post(
+        http, f"{base}/v1/models/g2p:predict", {"signature_name": "greedy", "instances": [b64(b"abc"), "de"]}
+    )
     assert status == 200 and [p["pronunciation"] for p in answer["predictions"]] == ["A B C", "D E"]
     # Outputs whose alias ends in _bytes come back as {"b64": ...}, so any bytes survive.
     raw = b"\xff\x00bytes"
@@ -189,7 +193,9 @@ def test_model_metadata(http, base):
 
 def test_classify_and_regress(http, base):
     url = f"{base}/v1/models/{HP2}/versions/1"
-    status, answer = post(http, f"{url}:classify", {"signature_name": "classify", "examples": [{"x": 0.25}, {"x": 1.0}]})
+    status, answer = post(
+        http, f"{url}:classify", {"signature_name": "classify", "examples": [{"x": 0.25}, {"x": 1.0}]}
+    )
     assert status == 200 and answer == {"results": [[["pos", 0.25], ["neg", 0.75]], [["pos", 1.0], ["neg", 0.0]]]}
     status, answer = post(http, f"{url}:regress", {"signature_name": "regress", "examples": [{"x": 2.0}, {"x": [4.0]}]})
     assert status == 200 and answer == {"results": [3.0, 4.0]}
@@ -224,7 +230,12 @@ def test_classify_and_regress_on_predict_signatures_answer_as_tf_serving(http, b
             404,
             f"Servable not found for request: Specific({HP2}, 9)",
         ),
-        (f"/v1/models/{HP2}/labels/nope:predict", {"instances": [1.0]}, 400, "Unrecognized servable version label: nope"),
+        (
+            f"/v1/models/{HP2}/labels/nope:predict",
+            {"instances": [1.0]},
+            400,
+            "Unrecognized servable version label: nope",
+        ),
         (
             f"/v1/models/{HP2}:predict",
             {"signature_name": "nope", "instances": [1.0]},
@@ -256,13 +267,25 @@ def test_classify_and_regress_on_predict_signatures_answer_as_tf_serving(http, b
             f"/v1/models/{HP2}:predict",
             {"instances": [1.0, [2.0]]},
             400,
-            "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [] but got: [1]",
+            "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [] but "
+            "got: [1]",
         ),
         (f"/v1/models/{HP2}:predict", "", 400, "JSON Parse error: The document is empty"),
         (f"/v1/models/{HP2}/versions/1:frobnicate", {"instances": [1.0]}, 400, None),
     ],
-    ids=["model", "version", "label", "signature", "no_inputs", "missing_input", "plain_list", "type",
-         "ragged", "empty_body", "method"],
+    ids=[
+        "model",
+        "version",
+        "label",
+        "signature",
+        "no_inputs",
+        "missing_input",
+        "plain_list",
+        "type",
+        "ragged",
+        "empty_body",
+        "method",
+    ],
 )
 def test_errors_are_json_with_tf_serving_codes(http, base, path, body, status, message):
     got_status, answer = post(http, base + path, body)
@@ -338,7 +361,8 @@ def test_metrics_count_requests_by_model_and_status(http, base):
     buckets = sorted(
         (float(dict(labels)["le"]), v)
         for (name, labels), v in after.items()
-        if name == ":tensorflow:serving:request_latency_bucket" and {"entrypoint": "REST", "API": "predict"}.items() <= dict(labels).items()
+        if name == ":tensorflow:serving:request_latency_bucket"
+        and {"entrypoint": "REST", "API": "predict"}.items() <= dict(labels).items()
         and dict(labels)["model_name"] == HP2
     )
     assert buckets[0][0] == 10.0 and buckets[-1] == (float("inf"), value(after, LATENCY_COUNT, **rest))
@@ -363,7 +387,9 @@ def test_metrics_count_grpc_calls_and_model_loads(http, server):
     loads = {
         dict(labels)["model_path"]
         for (name, labels), v in after.items()
-        if name == ":tensorflow:cc:saved_model:load_attempt_count_total" and dict(labels)["status"] == "success" and v >= 1
+        if name == ":tensorflow:cc:saved_model:load_attempt_count_total"
+        and dict(labels)["status"] == "success"
+        and v >= 1
     }
     assert any(f"{HP2}/1" in p for p in loads) and any(f"{HP2}/2" in p for p in loads), loads
 
@@ -385,7 +411,9 @@ def test_batching_records_batch_sizes():
 
     metrics = Metrics()
     scheduler = BatchScheduler(
-        BatchingOptions(max_batch_size=8, batch_timeout_micros=200_000, num_batch_threads=1, allowed_batch_sizes=(4, 8)),
+        BatchingOptions(
+            max_batch_size=8, batch_timeout_micros=200_000, num_batch_threads=1, allowed_batch_sizes=(4, 8)
+        ),
         metrics,
     )
     servable, results = Servable(), []
@@ -404,7 +432,10 @@ def test_batching_records_batch_sizes():
             values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     name = ":tensorflow:serving:batching_session:"
     assert value(values, name + "input_batch_size_count") == 2 and value(values, name + "input_batch_size_sum") == 3
-    assert value(values, name + "processed_batch_size_count") == 1 and value(values, name + "processed_batch_size_sum") == 4
+    assert (
+        value(values, name + "processed_batch_size_count") == 1
+        and value(values, name + "processed_batch_size_sum") == 4
+    )
     assert value(values, name + "padding_size_sum", execution_batch_size="4") == 1
 
 
@@ -471,11 +502,17 @@ def test_rest_uses_the_ssl_config_of_grpc(tmp_path):
         client_verify=True,
     )
     server, _ = create_server(
-        model_base_path=base_path, model_name="m", port=0, rest_api_port=-1, ssl_config=ssl,
+        model_base_path=base_path,
+        model_name="m",
+        port=0,
+        rest_api_port=-1,
+        ssl_config=ssl,
         file_system_poll_wait_seconds=-1,
     )
     try:
-        tls = dict(root_certificates=read("ca_cert"), private_key=read("client_key"), certificate_chain=read("client_cert"))
+        tls = dict(
+            root_certificates=read("ca_cert"), private_key=read("client_key"), certificate_chain=read("client_cert")
+        )
         with RestClient(f"127.0.0.1:{server.rest_port}", timeout=10, retries=0, **tls) as client:
             assert client.predict("m", {"x": [2.0]})["y"].tolist() == [2.0]
         url = f"https://127.0.0.1:{server.rest_port}/v1/models/m"
