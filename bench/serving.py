@@ -345,6 +345,9 @@ def main(argv=None):
             f"process, one single-word Predict at a time each, {args.seconds:g} s per row; batching on = "
             f"max_batch_size 256, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads "
             f"{args.num_batch_threads or os.cpu_count()}; other server flags: {' '.join(args.server_flag) or 'none'}.",
+            "- Clients: gRPC, the stock stub on one channel each; REST, one keep-alive `http.client` connection each "
+            "(TCP_NODELAY) posting `{\"signature_name\": ..., \"inputs\": {...}}`; the two protocols alternate "
+            "per client count on the same server.",
             "",
             "| batching | protocol | clients | words/s | p50 ms | p99 ms | errors |",
             "|---|---|---:|---:|---:|---:|---:|",

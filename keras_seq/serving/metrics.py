@@ -38,8 +38,9 @@ from prometheus_client.utils import floatToGoString
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# TensorFlow's Buckets::Exponential(scale, growth, count): the limits scale * growth^i, i < count.
-LATENCY_BUCKETS_US = tuple(10 * 1.8**i for i in range(33))
+# TensorFlow's Buckets::Exponential(scale, growth, count): the limits scale * growth^i, i < count,
+# written with 6 significant digits as TF Serving's page writes them (32.4, not 32.400000000000006).
+LATENCY_BUCKETS_US = tuple(float(f"{10 * 1.8**i:.6g}") for i in range(33))
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(14))
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
