@@ -559,11 +559,15 @@ class RestApi:
             body = request.stream.read(limit + 1)
             if len(body) <= limit:
                 return body
-            length = len(body)
-        unread = length > DRAIN_BYTES
-        if not unread:  # read the rest, so that the client gets the answer rather than a reset
-            while request.stream.read(1 << 20):
-                pass
+        # Read (and drop) the rest, up to DRAIN_BYTES, so that the client gets the answer rather
+        # than a reset; past that the connection is closed.
+        unread, drained = length is not None and length > DRAIN_BYTES, 0
+        while not unread:
+            chunk = request.stream.read(1 << 20)
+            if not chunk:
+                break
+            drained += len(chunk)
+            unread = drained > DRAIN_BYTES
         raise _BodyTooLarge(length, limit, unread)
 
     def _deadline(self):
@@ -644,10 +648,10 @@ class _BodyTooLarge(errors.ServingError):
     """RESOURCE_EXHAUSTED for a body over `--max_request_bytes`; `unread`: the rest was not read."""
 
     def __init__(self, length, limit, unread):
+        size = f"of {length} bytes " if length is not None else ""
         super().__init__(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"The request body of {length} bytes is larger than the {limit} bytes this server accepts "
-            "(--max_request_bytes)",
+            f"The request body {size}is larger than the {limit} bytes this server accepts (--max_request_bytes)",
         )
         self.unread = unread
 

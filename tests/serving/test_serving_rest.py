@@ -313,6 +313,10 @@ def test_body_over_max_request_bytes_gets_429(http, base):
     assert len(body) > MAX_REQUEST_BYTES
     status, answer = post(http, f"{base}/v1/models/{HP2}:predict", body)
     assert status == 429 and "(--max_request_bytes)" in answer["error"], answer
+    # A chunked body (no Content-Length) is cut at the limit too.
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    response = http.post(f"{base}/v1/models/{HP2}:predict", data=chunks, timeout=30)
+    assert response.status_code == 429 and "(--max_request_bytes)" in response.json()["error"]
     # The server still answers on the same session afterwards.
     assert post(http, f"{base}/v1/models/{HP2}:predict", {"instances": [1.0]}) == (200, {"predictions": [4.0]})
 
