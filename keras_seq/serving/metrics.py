@@ -26,6 +26,8 @@ Where this deviates from TF Serving:
   `entrypoint` label on it (TF Serving has none either).
 - TF Serving exports many more metrics (runtime latency, warmup, TensorFlow's own); only the ones
   above are kept.
+- `load_latency` includes the version's warmup (TensorFlow's loader counts the load alone), and a
+  load attempt counts as failed when its warmup fails.
 - The page is written in TF Serving's form from the samples `prometheus_client` collects: a counter
   is exported under its own name (prometheus_client's own page would add `_total`, and `_created`
   samples), so dashboards written for TF Serving work unchanged. `prometheus_client`'s text parser
