@@ -70,7 +70,6 @@ STATUS_PATH = re.compile(
 API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
 JSON_TYPE = "application/json"
 DEBUG_CHARS = 256  # TF Serving cuts JSON values quoted in messages to this many bytes
-DEFAULT_NUM_THREADS = 4 * (os.cpu_count() or 1)  # TF Serving's --rest_api_num_threads
 DRAIN_BYTES = 16 << 20  # an over-limit body up to this size is read and dropped so the client sees the 429
 
 # DataTypeString of TensorFlow, where it differs from the NumPy-style name.
@@ -714,7 +713,7 @@ class RestServer:
     Raises OSError (one line naming the address) when the port cannot be bound.
     """
 
-    def __init__(self, app, host, port, ssl_config=None, num_threads=DEFAULT_NUM_THREADS):
+    def __init__(self, app, host, port, ssl_config, num_threads):
         self._server = _Server(
             (host.strip("[]"), port), app, numthreads=num_threads, request_queue_size=128, shutdown_timeout=1
         )

@@ -57,6 +57,7 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_REQUEST_TENSOR_BYTES = 64 * 1024 * 1024
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 DEFAULT_REST_API_TIMEOUT_MS = 30_000  # TF Serving's --rest_api_timeout_in_ms
+DEFAULT_REST_API_NUM_THREADS = 4 * (os.cpu_count() or 1)  # TF Serving's --rest_api_num_threads
 INT32_MAX = 2**31 - 1
 SHUTTING_DOWN = "Server is shutting down"
 
@@ -74,7 +75,7 @@ class ServerOptions:
     port: int = 8500
     rest_api_port: int = 0  # 0: no REST API (as TF Serving); -1: a free port (tests, benchmarks)
     rest_api_timeout_in_ms: int = DEFAULT_REST_API_TIMEOUT_MS
-    rest_api_num_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
+    rest_api_num_threads: int = DEFAULT_REST_API_NUM_THREADS
     model_name: str = "default"
     model_base_path: str = None
     model_config_file: str = None
@@ -731,7 +732,12 @@ def build_parser():
         default=DEFAULT_REST_API_TIMEOUT_MS,
         help="deadline of each REST request (default 30000; 0: none)",
     )
-    flag("--rest_api_num_threads", type=int, default=4 * (os.cpu_count() or 1), help="threads serving REST calls")
+    flag(
+        "--rest_api_num_threads",
+        type=int,
+        default=DEFAULT_REST_API_NUM_THREADS,
+        help="threads serving REST calls (default 4 per core)",
+    )
     flag("--model_name", default="default", help="name of the model (ignored with --model_config_file)")
     flag("--model_base_path", help="absolute path of the model's versions directory")
     flag("--model_config_file", help="text-format ModelServerConfig (models.config)")
