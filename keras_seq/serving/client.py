@@ -10,7 +10,8 @@ Example:
     ...     outputs["pronunciation"]
     array([b'HH AH0 L OW1', b'W ER1 L D'], dtype=object)
 
-`keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word.
+`keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word (`--rest`: over
+TF Serving's REST API, with `rest_client.RestClient`, which has this class's interface).
 """
 
 import os
@@ -146,10 +147,11 @@ class Client:
     ):
         """Runs a signature; returns {output alias: NumPy array}.
 
-        `inputs` is {alias: array-like}; a bare list of strings is sent as `words`.
+        `inputs` is {alias: array-like}; a bare list of strings is sent as `words` (an empty list as
+        an empty string tensor, so the answer has no rows).
         """
         if not isinstance(inputs, dict):
-            inputs = {"words": inputs}
+            inputs = {"words": np.array([w.encode() if isinstance(w, str) else w for w in inputs], dtype=object)}
         request = make_request(model, inputs, signature_name, version, version_label, output_filter)
         response = self.predict_response(request, timeout)
         return {alias: proto_to_numpy(proto) for alias, proto in response.outputs.items()}
@@ -220,9 +222,17 @@ def _read(path):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="keras-seq predict", description="Query a TF Serving model over gRPC.")
+    p = argparse.ArgumentParser(
+        prog="keras-seq predict", description="Query a TF Serving model over gRPC (or its REST API with --rest)."
+    )
     p.add_argument("words", nargs="+", metavar="WORD")
-    p.add_argument("--server", default="127.0.0.1:8500", help="HOST:PORT of TF Serving or keras-seq serve")
+    p.add_argument(
+        "--server",
+        help="HOST:PORT of TF Serving or keras-seq serve (default 127.0.0.1:8500, or 127.0.0.1:8501 with --rest)",
+    )
+    p.add_argument(
+        "--rest", action="store_true", help="use the REST API (TF Serving's --rest_api_port) instead of gRPC"
+    )
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--signature_name", default="", help="signature (default serving_default)")
     p.add_argument("--input_key", default="words", help="input alias the words are sent under")
@@ -244,7 +254,13 @@ def main(argv=None):
             private_key=_read(args.ssl_client_key) if args.ssl_client_key else None,
             certificate_chain=_read(args.ssl_client_cert) if args.ssl_client_cert else None,
         )
-    with Client(args.server, timeout=args.timeout, **tls) as client:
+    if args.rest:
+        from keras_seq.serving.rest_client import RestClient as client_class
+
+        server = args.server or "127.0.0.1:8501"
+    else:
+        client_class, server = Client, args.server or "127.0.0.1:8500"
+    with client_class(server, timeout=args.timeout, **tls) as client:
         try:
             started = time.perf_counter()
             outputs = client.predict(
