@@ -27,6 +27,7 @@ from keras_seq.distribute import STRATEGIES
 __all__ = ["TrainingConfig", "STRATEGIES", "PRECISIONS", "LR_SCHEDULES", "add_arguments", "from_arguments"]
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+OPTIMIZERS = ("adam", "adam-dense")
 LR_SCHEDULES = ("decay", "plateau", "constant")
 CELLS = ("lstm", "gru", "elman")
 
@@ -76,7 +77,12 @@ class TrainingConfig:
     learning_rate: float = setting(1e-3, "Adam's initial learning rate")
     lr_schedule: str = setting("decay", "decay: hold for 40%% of the epochs, then decay to 5%% (at most halving "
                                "each epoch); plateau: halve when the dev loss stops improving", choices=LR_SCHEDULES)
-    clipnorm: Optional[float] = setting(5.0, "clip the gradient's global norm (0: off)")
+    optimizer: str = setting("adam", "adam: Keras's Adam (on TensorFlow it updates an embedding from sparse "
+                             "gradients, so an id seen k times in a batch moves up to sqrt(k) times Adam's step; "
+                             "on JAX the step is Adam's); adam-dense: Adam's step from the summed gradient on "
+                             "both backends (keras_seq.models.Adam: the same training on TensorFlow and JAX)",
+                             choices=OPTIMIZERS)
+    clipnorm: Optional[float] = setting(5.0, "clip each weight's gradient to this norm (Keras's clipnorm; 0: off)")
     seed: int = setting(0, "seeds Python, NumPy, the backend and the data order")
     # -- run
     checkpoint_steps: Optional[int] = setting(None, "also back up every N steps (default: every epoch)", minimum=1)

@@ -10,8 +10,10 @@
   per length bucket: one compiled step per bucket, all compiled in the first epoch);
   ``batch_size`` is the *global* batch.
 - **Loss.** `SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)`: pads are masked.
-- **Optimizer and learning rate.** Adam (`keras_seq.models.Adam`: the same update on TensorFlow
-  and JAX; gradient norm clipped at ``clipnorm``) with a
+- **Optimizer and learning rate.** Adam (``optimizer``: Keras's, whose step on TensorFlow is
+  larger for an embedding row seen several times in a batch, or ``"adam-dense"``,
+  `keras_seq.models.Adam`, the same step on TensorFlow and JAX; each weight's gradient clipped
+  to the norm ``clipnorm``) with a
   per-epoch schedule: ``"decay"`` keeps ``learning_rate`` for the first 40% of the epochs, then
   decays it geometrically to 5% of it at the last epoch, at most halving it from one epoch to the
   next (so a short run keeps a useful rate: 2 epochs train at 1x then 0.5x); ``"plateau"``
@@ -68,6 +70,7 @@ from keras_seq.training.data import fixed_subset, make_dataset, trim_to_common_l
 __all__ = ["RunExistsError", "SETTINGS_FILE", "train", "decay_schedule", "hash_split_examples", "describe_source"]
 
 SETTINGS_FILE = "settings.json"
+_OPTIMIZERS = {"adam": keras.optimizers.Adam, "adam-dense": Adam}  # TrainingConfig.optimizer
 _TEXT_SETTINGS = ("source_split", "target_split", "lowercase")
 
 
@@ -232,7 +235,7 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
                     if saved.exists() and Vocabulary.load(saved) != vocab:
                         raise RunExistsError(f"{out_dir} was trained with another vocabulary ({name}); use --overwrite")
             app.model.compile(
-                optimizer=Adam(config.learning_rate, clipnorm=config.clipnorm or None),
+                optimizer=_OPTIMIZERS[config.optimizer](config.learning_rate, clipnorm=config.clipnorm or None),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID),
             )
     finally:
