@@ -128,6 +128,28 @@ def with_gradient(forward, backward):
     return lambda *args: forward(*args)[0]
 
 
+def being_differentiated(tensors):
+    """Whether a gradient of something computed from `tensors` is being taken at this point.
+
+    TensorFlow: whether a `tf.GradientTape` records them (eagerly, or while a `tf.function` is
+    traced with the tape inside it or around its first call); TensorFlow exports no public test
+    for it, so this reads `tensorflow.python.eager.record.should_record_backprop`. JAX: whether any
+    is a `JVPTracer` (inside `jax.grad`, `jax.vjp`, `jax.value_and_grad`, as Keras's training step).
+    Elsewhere False. A wrong False only costs speed (automatic differentiation of the loop).
+    """
+    tensors = [t for t in tree.flatten(tensors) if t is not None]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from tensorflow.python.eager import record
+
+        return bool(record.should_record_backprop(tensors))
+    if backend == "jax":
+        from jax.interpreters import ad
+
+        return any(isinstance(t, ad.JVPTracer) for t in tensors)
+    return False
+
+
 def _refill(tensors, present):
     """The argument list with None where `present` is False, given the present tensors in order."""
     tensors = iter(tensors)
@@ -178,6 +200,7 @@ class SequenceLayer(keras.layers.RNN):
         stateful=False,
         unroll=False,
         zero_output_for_mask=False,
+        use_cudnn="auto",
         **kwargs,
     ):
         layer_kwargs = {k: kwargs.pop(k) for k in _LAYER_KWARGS if k in kwargs}
@@ -198,7 +221,22 @@ class SequenceLayer(keras.layers.RNN):
             zero_output_for_mask=zero_output_for_mask,
             **layer_kwargs,
         )
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(
+                f"Argument `use_cudnn` must be one of 'auto', True, False (as in Keras), got {use_cudnn!r}."
+            )
+        self.use_cudnn = use_cudnn
         self.input_spec = keras.layers.InputSpec(ndim=3)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if self.use_cudnn is True:
+            # Keras raises this where it cannot use cuDNN; the book layers never do (their own loop
+            # runs on every device), so `True` is never possible.
+            raise ValueError(
+                f"use_cudnn=True was specified, but {type(self).__name__} of keras_seq has no cuDNN "
+                "implementation: it runs its own loop on every device. Pass use_cudnn='auto' or False."
+            )
+        return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
 
     # -- the fast loop -----------------------------------------------------------------------------
     # On TensorFlow, inside a `tf.function` (as in `model.fit`), the backward loop is compiled with
@@ -244,8 +282,12 @@ class SequenceLayer(keras.layers.RNN):
             step_mask = None if step_mask is None else ops.flip(step_mask, 0)
         # A tensor: the gradient reaches the variable through this read.
         recurrent_kernel = ops.cast(ops.copy(cell.recurrent_kernel), state_dtype)
-        hand_written = training and self._hand_written_gradient()
-        # Inference keeps no residuals; a gradient, if one is taken, is automatic differentiation.
+        # The hand-written backward pass whenever a gradient is being taken (training or not: a
+        # custom loop may differentiate `layer(x)` without `training=True`); then the loop keeps
+        # its residuals. Inference keeps none.
+        hand_written = self._hand_written_gradient() and (
+            training or being_differentiated([x, recurrent_kernel, *states])
+        )
         # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
         keep_sequence = hand_written or self.return_sequences or mask is not None
         hs = []
@@ -378,12 +420,21 @@ class SequenceLayer(keras.layers.RNN):
             "stateful": self.stateful,
             "unroll": self.unroll,
             "zero_output_for_mask": self.zero_output_for_mask,
+            "use_cudnn": self.use_cudnn,
         }
         return {**keras.layers.Layer.get_config(self), **cell_config, **config}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+#: The cell's initializers, regularizers and constraints, which Keras's recurrent layers expose.
+KERAS_WEIGHT_SETTINGS = (
+    "kernel_initializer", "recurrent_initializer", "bias_initializer", "kernel_regularizer",
+    "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
+    "bias_constraint",
+)
 
 
 def forward_to_cell(layer_class, names):
