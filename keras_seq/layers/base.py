@@ -408,6 +408,20 @@ class SequenceLayer(keras.layers.RNN):
             h0, hs = h0 * recurrent_mask, hs * recurrent_mask
         return sum_over_previous_steps(h0, hs, dz)
 
+    def set_weights(self, weights):
+        """Sets the weights (Keras's: `set_weights(keras_layer.get_weights())` of the Keras
+        counterpart); a ValueError names both lists of shapes when they do not map."""
+        want = [tuple(w.shape) for w in self.weights]
+        got = [tuple(getattr(w, "shape", ())) for w in weights]
+        if want != got:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} holds weights of shapes {want} "
+                f"({[w.name for w in self.weights]}), but got weights of shapes {got}. Keras's "
+                "SimpleRNN, LSTM and GRU weights map onto ElmanRNN without `output_units`, LSTM, and "
+                "GRU with the same `units`, input size and `reset_after`."
+            )
+        super().set_weights(weights)
+
     # -- config ------------------------------------------------------------------------------------
     def get_config(self):
         cell_config = self.cell.get_config()

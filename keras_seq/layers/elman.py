@@ -114,3 +114,16 @@ forward_to_cell(
     ["units", "activation", "output_units", "output_activation", "use_bias", *KERAS_WEIGHT_SETTINGS,
      "dropout", "recurrent_dropout", "seed", "U", "W", "b", "V", "c"],
 )
+
+
+@keras.saving.register_keras_serializable(package="keras_seq")
+class SimpleRNN(ElmanRNN):
+    """`ElmanRNN` under Keras's name, so that a Keras weights file of `keras.layers.SimpleRNN` loads.
+
+    Keras's weights files (`.weights.h5`, the weights in a `.keras` file) find each layer of a model
+    under the snake-case name of its class ("simple_rnn", "simple_rnn_1", ...), so a model whose
+    `keras.layers.SimpleRNN` became an `ElmanRNN` ("elman_rnn") finds nothing to load by path;
+    with this class (`from keras_seq.layers import SimpleRNN`) it loads as is. Arguments,
+    numbers and weights are those of `ElmanRNN` (and so of `keras.layers.SimpleRNN` without
+    `output_units`). `LSTM` and `GRU` already have Keras's names.
+    """
