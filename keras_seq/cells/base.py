@@ -72,8 +72,9 @@ def is_tanh(identifier):
 
 
 def check_implementation(value):
-    """Keras's `implementation` switch (1 or 2): how Keras batches its products, never the maths."""
-    if value not in (1, 2) or isinstance(value, bool):
+    """Keras's `implementation` switch: 1 or 2 (or Keras 1's 0, which Keras's configs may still
+    hold): how Keras batches its products, never the maths; nothing in keras-seq."""
+    if value not in (0, 1, 2) or isinstance(value, bool):
         raise ValueError(
             f"Argument `implementation` must be 1 or 2 (as in Keras; it changes how Keras batches "
             f"its products, and nothing in keras-seq), got {value!r}."

@@ -134,8 +134,10 @@ def being_differentiated(tensors):
     TensorFlow: whether a `tf.GradientTape` records them (eagerly, or while a `tf.function` is
     traced with the tape inside it or around its first call); TensorFlow exports no public test
     for it, so this reads `tensorflow.python.eager.record.should_record_backprop`. JAX: whether any
-    is a `JVPTracer` (inside `jax.grad`, `jax.vjp`, `jax.value_and_grad`, as Keras's training step).
-    Elsewhere False. A wrong False only costs speed (automatic differentiation of the loop).
+    is a tracer of differentiation (`LinearizeTracer` inside `jax.grad`, `jax.vjp`,
+    `jax.value_and_grad`, as in Keras's training step; `JVPTracer` inside `jax.jvp` and in JAX
+    before 0.5), told by its class name (JAX exports the first under no public name). Elsewhere
+    False. A wrong False only costs speed (the loop is then differentiated automatically).
     """
     tensors = [t for t in tree.flatten(tensors) if t is not None]
     backend = keras.backend.backend()
@@ -144,9 +146,12 @@ def being_differentiated(tensors):
 
         return bool(record.should_record_backprop(tensors))
     if backend == "jax":
-        from jax.interpreters import ad
+        import jax
 
-        return any(isinstance(t, ad.JVPTracer) for t in tensors)
+        return any(
+            isinstance(t, jax.core.Tracer) and type(t).__name__ in ("LinearizeTracer", "JVPTracer")
+            for t in tensors
+        )
     return False
 
 
