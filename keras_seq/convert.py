@@ -10,9 +10,10 @@ implementations compute, with the same fused weights:
   default `reset_after=True` converts to the book GRU's non-book option `reset_after=True`.
 - `torch.nn.LSTM` stores `weight_ih_l0` (4H, I) and `weight_hh_l0` (4H, H) in the same order
   [i | f | g | o], transposed, and two biases that add up.
-- `torch.nn.GRU` computes the candidate as tanh(W_in x + r ⊙ (W_hn h + b_hn)) (Keras's
-  `reset_after=True`), which is not eq. 10.45's σ(b + U x + W (r ⊙ h)) for any weights, so it has
-  no exact book equivalent and `from_torch_gru_state_dict` refuses it with an explanation.
+- `torch.nn.GRU` computes the candidate as tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)) (Keras's
+  `reset_after=True`), which is not eq. 10.45's σ(b + U x + W (r ⊙ h)) for any weights; it converts
+  to the book GRU's non-book option `GRU(reset_after=True)` (gate order [r | z | n] -> [z | r | n],
+  the two biases as the rows of Keras's (2, 3 units) bias).
 """
 
 import numpy as np
@@ -93,15 +94,7 @@ def from_torch_lstm_state_dict(state_dict, **layer_kwargs):
 
     `state_dict` maps `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0` to tensors or arrays.
     """
-    def get(key):
-        value = state_dict[key]
-        return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-
-    missing = [k for k in ("weight_ih_l0", "weight_hh_l0") if k not in state_dict]
-    if missing:
-        raise ValueError(f"Not a torch.nn.LSTM state dict: missing {missing}.")
-    if any(k.endswith("_l1") or "reverse" in k for k in state_dict):
-        raise ValueError("Only one-layer, one-direction torch LSTMs convert; split stacked ones first.")
+    get = _torch_state(state_dict, "LSTM")
     w_ih, w_hh = get("weight_ih_l0"), get("weight_hh_l0")
     units = w_hh.shape[1]
     has_bias = "bias_ih_l0" in state_dict
@@ -128,10 +121,35 @@ def to_torch_lstm_state_dict(layer):
     return state
 
 
+def _torch_state(state_dict, kind):
+    """`get(key)` reading a one-layer, one-direction torch RNN state dict as NumPy arrays."""
+    def get(key):
+        value = state_dict[key]
+        return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+
+    missing = [k for k in ("weight_ih_l0", "weight_hh_l0") if k not in state_dict]
+    if missing:
+        raise ValueError(f"Not a torch.nn.{kind} state dict: missing {missing}.")
+    if any(k.endswith("_l1") or "reverse" in k for k in state_dict):
+        raise ValueError(f"Only one-layer, one-direction torch {kind}s convert; split stacked ones first.")
+    return get
+
+
 def from_torch_gru_state_dict(state_dict, **layer_kwargs):
-    """Refuses: `torch.nn.GRU` has no exact book equivalent (see the module docstring)."""
-    raise ValueError(
-        "torch.nn.GRU applies its reset gate after the recurrent product, r ⊙ (W_hn h + b_hn) "
-        "(Keras's reset_after=True), which no choice of weights turns into eq. 10.45's "
-        "W (r ⊙ h): there is no exact conversion to the book GRU."
-    )
+    """A book `GRU(reset_after=True, candidate_activation="tanh")` (Keras's default GRU, not the
+    book's eq. 10.45) from a one-layer `torch.nn.GRU(batch_first=True)` state dict."""
+    get = _torch_state(state_dict, "GRU")
+    w_ih, w_hh = get("weight_ih_l0"), get("weight_hh_l0")
+    to_keras = [1, 0, 2]  # torch [r | z | n] -> Keras's and the book's [z | r | n] = [u | r | c]
+
+    def reorder(array):
+        blocks = np.split(array, 3, axis=-1)
+        return np.concatenate([blocks[i] for i in to_keras], axis=-1)
+
+    has_bias = "bias_ih_l0" in state_dict
+    book = GRU(w_hh.shape[1], candidate_activation="tanh", reset_after=True, use_bias=has_bias, **layer_kwargs)
+    weights = [reorder(w_ih.T), reorder(w_hh.T)]
+    if has_bias:
+        weights.append(np.stack([reorder(get("bias_ih_l0")), reorder(get("bias_hh_l0"))]))
+    _built(book, w_ih.shape[1]).set_weights(weights)
+    return book

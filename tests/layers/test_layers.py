@@ -214,8 +214,28 @@ def test_conversion_refuses_what_has_no_book_equivalent():
     book(X)
     with pytest.raises(ValueError, match="candidate_activation='tanh'"):
         convert.to_keras(book)
-    with pytest.raises(ValueError, match="torch.nn.GRU"):
+    with pytest.raises(ValueError, match="torch.nn.GRU state dict.*weight_ih_l0"):
         convert.from_torch_gru_state_dict({})
+
+
+def test_torch_gru_state_dict_against_numpy_torch_semantics():
+    """torch.nn.GRU's equations (gate order r, z, n; the reset gate after W_hn h + b_hn) in NumPy:
+    the book GRU's non-book option reset_after=True."""
+    H, I = 5, 3
+    state = {
+        "weight_ih_l0": RNG.normal(size=(3 * H, I)), "weight_hh_l0": RNG.normal(size=(3 * H, H)),
+        "bias_ih_l0": RNG.normal(size=3 * H), "bias_hh_l0": RNG.normal(size=3 * H),
+    }
+    book = convert.from_torch_gru_state_dict(state, return_sequences=True)
+    h = np.zeros((4, H))
+    outputs = []
+    for t in range(X.shape[1]):
+        x_r, x_z, x_n = np.split(X[:, t] @ state["weight_ih_l0"].T + state["bias_ih_l0"], 3, axis=-1)
+        h_r, h_z, h_n = np.split(h @ state["weight_hh_l0"].T + state["bias_hh_l0"], 3, axis=-1)
+        r, z = ref.sigmoid(x_r + h_r), ref.sigmoid(x_z + h_z)
+        h = (1 - z) * np.tanh(x_n + r * h_n) + z * h
+        outputs.append(h)
+    np.testing.assert_allclose(book(X), np.stack(outputs, 1), atol=1e-5)
 
 
 def test_torch_lstm_state_dict_round_trip_against_numpy_torch_semantics():
