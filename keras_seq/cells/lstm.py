@@ -50,6 +50,15 @@ def from_config_in_gate_order(build, config, legacy):
     return build(config)
 
 
+def read_legacy_gate_order_next(layer):
+    """Marks every `LSTMCell` in `layer` (a model or a layer) to reorder the next weights it loads
+    from keras-seq's former [f|g|c|q]: for a weights file (`.weights.h5`, which has no config)
+    known to be older than the Keras gate order, such as a backup that `--resume` reads."""
+    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+        if isinstance(sublayer, LSTMCell):
+            sublayer.reads_legacy_gate_order = True
+
+
 def legacy_lstm_config(config):
     """Whether a layer or cell config is an LSTM's saved by keras-seq before `GATE_ORDER_KEY`
     (it always had `candidate_activation`, which no Keras config has)."""

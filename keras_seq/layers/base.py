@@ -6,13 +6,16 @@ products and the gate arithmetic inside the loop, and differentiates the loop
 with a hand-written backward pass (`SequenceLayer.backward`): one step back per time step computing
 the pre-activation gradients dA(t) and dh(t-1) = dA(t) Wᵀ, then the weight gradient
 dW = Σ h(t-1)ᵀ dA(t) as one large product after the loop, rather than one small product per step as
-automatic differentiation does. cuDNN trains the same way.
+automatic differentiation does. cuDNN trains the same way. The loop keeps what that pass needs
+whenever a gradient is being taken (`being_differentiated`), whatever `training` says: under
+`model.fit`, a custom `GradientTape` loop with or without `training=True`, `jax.grad`.
 
-Two backend-specific pieces, both small, live here:
+Three backend-specific pieces, all small, live here:
 - `scan`: a loop over the leading (time) axis collecting per-step outputs (`tf.while_loop` reading
   each step's slice and writing TensorArrays on TensorFlow, `jax.lax.scan` on JAX, a Python loop
   elsewhere).
 - `with_gradient`: attaches a hand-written gradient (`tf.custom_gradient` / `jax.custom_vjp`).
+- `being_differentiated`: whether a gradient tape or JAX's differentiation is recording.
 Everything else is `keras.ops`, so the layers run on TensorFlow and JAX alike.
 """
 
@@ -192,6 +195,11 @@ class SequenceLayer(keras.layers.RNN):
     `unroll=True` (or an activation without a known derivative, for the hand-written gradient)
     falls back to Keras's generic loop over the cell, or to automatic differentiation of the fast
     loop.
+
+    The base takes `units`, `keras.layers.RNN`'s arguments and `use_cudnn` explicitly and passes
+    every other keyword to the cell (those of `keras.layers.Layer`, such as `name` and `dtype`, to
+    both); the concrete layers (`LSTM`, `GRU`, `ElmanRNN`) spell out every argument of their Keras
+    counterparts, so that their signatures show them.
     """
 
     cell_class = None

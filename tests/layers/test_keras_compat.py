@@ -220,3 +220,34 @@ def test_seeded_initial_weights_are_those_of_the_former_gate_order():
     np.testing.assert_array_equal(cell.U_f, draw[:, 0:3])
     np.testing.assert_array_equal(cell.U_g, draw[:, 3:6])
     np.testing.assert_array_equal(cell.U_o, draw[:, 9:12])
+
+
+def test_a_backup_written_before_the_gate_order_change_resumes_with_its_weights(tmp_path):
+    """`--resume` reads latest.weights.h5 (no config): its metadata without `lstm_gate_order` says
+    it was written in the former order [f|g|c|q], and the LSTM's weights are reordered."""
+    from keras_seq.distribute import _Checkpoints
+
+    def model():
+        return keras.Sequential([keras.Input(X.shape[1:]), LSTM(3, return_sequences=True), GRU(2)])
+
+    trained = model()
+    _random_weights(trained)
+    checkpoints = _Checkpoints(tmp_path, "epoch", is_chief=True)
+    checkpoints.save(trained, epoch=1, steps_in_epoch=0, global_step=4)
+    resumed = model()
+    assert checkpoints.load(resumed) == (1, 0, 4)
+    np.testing.assert_array_equal(resumed(X), trained(X))
+    # The same backup as the former code wrote it: LSTM blocks [f|g|c|q], no gate order in the metadata.
+    old = model()
+    old.set_weights(trained.get_weights())
+    lstm = old.layers[0].cell
+    for variable in lstm.weights:
+        i, f, c, o = np.split(np.asarray(variable), 4, axis=-1)
+        variable.assign(np.concatenate([f, i, c, o], axis=-1))
+    old.save_weights(str(tmp_path / "latest.weights.h5"))
+    meta = json.loads((tmp_path / "training_metadata.json").read_text())
+    del meta["lstm_gate_order"]
+    (tmp_path / "training_metadata.json").write_text(json.dumps(meta))
+    resumed = model()
+    checkpoints.load(resumed)
+    np.testing.assert_allclose(resumed(X), trained(X), atol=1e-6)
