@@ -20,6 +20,7 @@ Everything else is `keras.ops`, so the layers run on TensorFlow and JAX alike.
 """
 
 import keras
+import numpy as np
 from keras import ops
 from keras import tree
 
@@ -425,7 +426,7 @@ class SequenceLayer(keras.layers.RNN):
         """Sets the weights (Keras's: `set_weights(keras_layer.get_weights())` of the Keras
         counterpart); a ValueError names both lists of shapes when they do not map."""
         want = [tuple(w.shape) for w in self.weights]
-        got = [tuple(getattr(w, "shape", ())) for w in weights]
+        got = [tuple(np.shape(w)) for w in weights]
         if want != got:
             raise ValueError(
                 f"{type(self).__name__} {self.name!r} holds weights of shapes {want} "
