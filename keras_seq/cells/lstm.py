@@ -92,7 +92,10 @@ class LSTMCell(BookCell):
     `candidate_activation="tanh"`). Each block is readable under its book name: `U_f, W_f, b_f`
     (forget), `U_g, W_g, b_g` (input gate), `U, W, b` (cell input), `U_o, W_o, b_o` (output gate q).
     A `.keras` file saved by keras-seq before this order (2026-12; it fused [f | g | c | q]) loads
-    to its old numbers: its config has no `lstm_gate_order`, and the cell reorders what it reads.
+    to its old numbers: its config has no `lstm_gate_order`, and the cell reorders what it reads. A
+    `.weights.h5` file has no config: one written by keras-seq before the change loads as it is
+    (in Keras's order) unless `keras_seq.cells.lstm.read_legacy_gate_order_next(model)` is called
+    before `model.load_weights` (`--resume` does so for its backups, whose metadata tells).
 
     The state is `[h, s]`; the output is h. Usable in `keras.layers.RNN`; `keras_seq.layers.LSTM`
     is the fast full-sequence layer built on this cell.
