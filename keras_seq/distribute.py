@@ -67,6 +67,8 @@ from pathlib import Path
 
 import keras
 
+from keras_seq.cells.lstm import GATE_ORDER, GATE_ORDER_KEY, read_legacy_gate_order_next
+
 __all__ = [
     "STRATEGIES",
     "EXIT_STALLED",
@@ -303,8 +305,10 @@ class _Checkpoints:
     written atomically by the chief, read by every worker from the chief's directory.
 
     ``training_metadata.json``: ``{"epoch": e, "batch": b, "steps_in_epoch": n,
-    "global_step": g}``: epoch ``e`` (0-based) has ``n`` steps done (0: it starts afresh);
-    ``epoch``/``batch`` keep `BackupAndRestore`'s meaning, so `fit` can resume from them too.
+    "global_step": g, "lstm_gate_order": "ifco"}``: epoch ``e`` (0-based) has ``n`` steps done (0: it
+    starts afresh); ``epoch``/``batch`` keep `BackupAndRestore`'s meaning, so `fit` can resume from
+    them too. A backup whose metadata has no ``lstm_gate_order`` was written before the LSTM's
+    weights took Keras's gate order, and its LSTM weights are reordered as they load.
     """
 
     def __init__(self, backup_dir, save_freq, is_chief):
@@ -319,10 +323,12 @@ class _Checkpoints:
         weights = self.read_dir / _WEIGHTS
         if not weights.exists():
             return 0, 0, 0
+        data = json.loads(meta.read_text()) if meta.exists() else None
+        if data is not None and GATE_ORDER_KEY not in data:
+            read_legacy_gate_order_next(model)
         model.load_weights(str(weights))
-        if not meta.exists():
+        if data is None:
             return 0, 0, 0
-        data = json.loads(meta.read_text())
         return int(data["epoch"]), int(data.get("steps_in_epoch", 0)), int(data.get("global_step", 0))
 
     def save(self, model, epoch, steps_in_epoch, global_step):
@@ -334,7 +340,7 @@ class _Checkpoints:
         model.save_weights(str(tmp), overwrite=True)
         os.replace(tmp, target / _WEIGHTS)
         meta = {"epoch": epoch, "batch": max(steps_in_epoch - 1, 0), "steps_in_epoch": steps_in_epoch,
-                "global_step": global_step}
+                "global_step": global_step, GATE_ORDER_KEY: GATE_ORDER}
         tmp_meta = target / (_METADATA + ".tmp")
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, target / _METADATA)

@@ -47,11 +47,39 @@ def activation_config(identifier):
     return keras.activations.serialize(identifier)
 
 
-def derivative_from_output(identifier):
-    """The derivative of a named activation as a function of its output, or None if not supported."""
+def activation_name(identifier):
+    """The Keras name of a built-in activation given by name or as its function, else None."""
     if identifier is None:
-        identifier = "linear"
-    return _DERIVATIVE_FROM_OUTPUT.get(identifier) if isinstance(identifier, str) else None
+        return "linear"
+    if isinstance(identifier, str):
+        return identifier
+    try:
+        name = keras.activations.serialize(identifier)
+    except (ValueError, TypeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def derivative_from_output(identifier):
+    """The derivative of an activation (a name or a built-in's function) as a function of its
+    output, or None if not supported."""
+    return _DERIVATIVE_FROM_OUTPUT.get(activation_name(identifier))
+
+
+def is_tanh(identifier):
+    """Whether an activation argument is tanh (by name or as `keras.activations.tanh`)."""
+    return identifier is not None and get_activation(identifier, "activation") is keras.activations.tanh
+
+
+def check_implementation(value):
+    """Keras's `implementation` switch: 1 or 2 (or Keras 1's 0, which Keras's configs may still
+    hold): how Keras batches its products, never the maths; nothing in keras-seq."""
+    if value not in (0, 1, 2) or isinstance(value, bool):
+        raise ValueError(
+            f"Argument `implementation` must be 1 or 2 (as in Keras; it changes how Keras batches "
+            f"its products, and nothing in keras-seq), got {value!r}."
+        )
+    return value
 
 
 def check_units(value, argument="units"):
@@ -184,22 +212,30 @@ class BookCell(keras.layers.Layer, DropoutRNNCell):
             )
         n = self.blocks * self.units
         self.kernel = self.add_weight(
-            shape=(input_shape[-1], n), name="kernel", initializer=self.kernel_initializer,
+            shape=(input_shape[-1], n), name="kernel", initializer=self._initializer(self.kernel_initializer),
             regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
             shape=(self.recurrent_input_size, n), name="recurrent_kernel",
-            initializer=self.recurrent_initializer, regularizer=self.recurrent_regularizer,
+            initializer=self._initializer(self.recurrent_initializer), regularizer=self.recurrent_regularizer,
             constraint=self.recurrent_constraint,
         )
         if self.use_bias:
             self.bias = self.add_weight(
-                shape=(n,), name="bias", initializer=self._bias_initializer(),
+                shape=self._bias_shape(n), name="bias", initializer=self._initializer(self._bias_initializer()),
                 regularizer=self.bias_regularizer, constraint=self.bias_constraint,
             )
 
     def _bias_initializer(self):
         return self.bias_initializer
+
+    def _bias_shape(self, n):
+        """The shape of `bias` for `n` fused columns: (n,), by default."""
+        return (n,)
+
+    def _initializer(self, initializer):
+        """The initializer of a fused weight as `build` uses it (`initializer` itself, by default)."""
+        return initializer
 
     def split_recurrent_kernel(self, recurrent_kernel):
         """W as `recurrence` takes it (the fused W itself, by default); a loop splits it once."""

@@ -45,15 +45,18 @@ class OutputLayerMixin:
 
 @keras.saving.register_keras_serializable(package="keras_seq")
 class ElmanCell(OutputLayerMixin, BookCell):
-    """Elman RNN cell, eq. 10.8-10.11 of *Deep Learning* (Goodfellow, Bengio & Courville):
+    """`keras.layers.SimpleRNNCell`'s arguments and defaults, and an optional output layer.
+
+    Elman RNN cell, eq. 10.8-10.11 of *Deep Learning* (Goodfellow, Bengio & Courville):
 
         a(t) = b + W h(t-1) + U x(t)      (10.8)
         h(t) = tanh(a(t))                 (10.9)
         o(t) = c + V h(t)                 (10.10, only with `output_units`)
         ŷ(t) = softmax(o(t))              (10.11, `output_activation`)
 
-    Without `output_units` the cell's output is h(t) (Keras's `SimpleRNNCell` with the book's
-    names); with it, the output is ŷ(t) of size `output_units` and the state is still h(t).
+    Without `output_units` the cell's output is h(t): it is Keras's `SimpleRNNCell` with the book's
+    names, argument for argument, and takes its weights (`set_weights`, `.weights.h5`) unchanged.
+    With it, the output is ŷ(t) of size `output_units` and the state is still h(t).
 
     Weights: `kernel` U, `recurrent_kernel` W, `bias` b, and with an output layer `output_kernel`
     V and `output_bias` c; the book's names `U, W, b, V, c` are views of them.
@@ -86,8 +89,35 @@ class ElmanCell(OutputLayerMixin, BookCell):
         ("h", "h = tanh(a) (10.9)", (-1, 1)),
     )
 
-    def __init__(self, units, activation="tanh", output_units=None, output_activation="softmax", **kwargs):
-        super().__init__(units, activation=activation, **kwargs)
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        output_units=None,
+        output_activation="softmax",
+        **kwargs,
+    ):
+        super().__init__(
+            units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed, **kwargs,
+        )
         self._init_output_layer(output_units, output_activation)
 
     @property

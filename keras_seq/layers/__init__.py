@@ -1,7 +1,9 @@
 """Fast full-sequence layers built on the book cells: `ElmanRNN`, `LSTM`, `GRU`.
 
-Each is a `keras.layers.RNN` over its cell that projects the inputs of all steps at once and
-differentiates its loop by hand; the numbers equal the cell's inside `keras.layers.RNN`.
+Each takes the arguments and the weights of its Keras counterpart (`keras.layers.SimpleRNN`, `LSTM`,
+`GRU`; `SimpleRNN` is `ElmanRNN` under Keras's name, for Keras weights files) and is a
+`keras.layers.RNN` over its cell that projects the inputs of all steps at once and differentiates
+its loop by hand; the numbers equal the cell's inside `keras.layers.RNN`.
 
 Each registers the cell type name the models take (`cell="elman"`, `"lstm"`, `"gru"`) with
 `register_sequence_layer`; `sequence_layer_class(name)` and `cell_class_of(name)` look them up.
@@ -9,7 +11,7 @@ A new cell's layer subclasses `SequenceLayer` and registers its name the same wa
 """
 
 from keras_seq.layers.base import SequenceLayer
-from keras_seq.layers.elman import ElmanRNN
+from keras_seq.layers.elman import ElmanRNN, SimpleRNN
 from keras_seq.layers.gru import GRU
 from keras_seq.layers.lstm import LSTM
 from keras_seq.layers.registry import (
@@ -17,6 +19,6 @@ from keras_seq.layers.registry import (
 )
 
 __all__ = [
-    "ElmanRNN", "LSTM", "GRU", "SequenceLayer",
+    "ElmanRNN", "SimpleRNN", "LSTM", "GRU", "SequenceLayer",
     "register_sequence_layer", "sequence_layer_class", "cell_class_of", "cell_types",
 ]

@@ -6,17 +6,21 @@ products and the gate arithmetic inside the loop, and differentiates the loop
 with a hand-written backward pass (`SequenceLayer.backward`): one step back per time step computing
 the pre-activation gradients dA(t) and dh(t-1) = dA(t) Wᵀ, then the weight gradient
 dW = Σ h(t-1)ᵀ dA(t) as one large product after the loop, rather than one small product per step as
-automatic differentiation does. cuDNN trains the same way.
+automatic differentiation does. cuDNN trains the same way. The loop keeps what that pass needs
+whenever a gradient is being taken (`being_differentiated`), whatever `training` says: under
+`model.fit`, a custom `GradientTape` loop with or without `training=True`, `jax.grad`.
 
-Two backend-specific pieces, both small, live here:
+Three backend-specific pieces, all small, live here:
 - `scan`: a loop over the leading (time) axis collecting per-step outputs (`tf.while_loop` reading
   each step's slice and writing TensorArrays on TensorFlow, `jax.lax.scan` on JAX, a Python loop
   elsewhere).
 - `with_gradient`: attaches a hand-written gradient (`tf.custom_gradient` / `jax.custom_vjp`).
+- `being_differentiated`: whether a gradient tape or JAX's differentiation is recording.
 Everything else is `keras.ops`, so the layers run on TensorFlow and JAX alike.
 """
 
 import keras
+import numpy as np
 from keras import ops
 from keras import tree
 
@@ -128,6 +132,33 @@ def with_gradient(forward, backward):
     return lambda *args: forward(*args)[0]
 
 
+def being_differentiated(tensors):
+    """Whether a gradient of something computed from `tensors` is being taken at this point.
+
+    TensorFlow: whether a `tf.GradientTape` records them (eagerly, or while a `tf.function` is
+    traced with the tape inside it or around its first call); TensorFlow exports no public test
+    for it, so this reads `tensorflow.python.eager.record.should_record_backprop`. JAX: whether any
+    is a tracer of differentiation (`LinearizeTracer` inside `jax.grad`, `jax.vjp`,
+    `jax.value_and_grad`, as in Keras's training step; `JVPTracer` inside `jax.jvp` and in JAX
+    before 0.5), told by its class name (JAX exports the first under no public name). Elsewhere
+    False. A wrong False only costs speed (the loop is then differentiated automatically).
+    """
+    tensors = [t for t in tree.flatten(tensors) if t is not None]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from tensorflow.python.eager import record
+
+        return bool(record.should_record_backprop(tensors))
+    if backend == "jax":
+        import jax
+
+        return any(
+            isinstance(t, jax.core.Tracer) and type(t).__name__ in ("LinearizeTracer", "JVPTracer")
+            for t in tensors
+        )
+    return False
+
+
 def _refill(tensors, present):
     """The argument list with None where `present` is False, given the present tensors in order."""
     tensors = iter(tensors)
@@ -165,6 +196,11 @@ class SequenceLayer(keras.layers.RNN):
     `unroll=True` (or an activation without a known derivative, for the hand-written gradient)
     falls back to Keras's generic loop over the cell, or to automatic differentiation of the fast
     loop.
+
+    The base takes `units`, `keras.layers.RNN`'s arguments and `use_cudnn` explicitly and passes
+    every other keyword to the cell (those of `keras.layers.Layer`, such as `name` and `dtype`, to
+    both); the concrete layers (`LSTM`, `GRU`, `ElmanRNN`) spell out every argument of their Keras
+    counterparts, so that their signatures show them.
     """
 
     cell_class = None
@@ -178,6 +214,7 @@ class SequenceLayer(keras.layers.RNN):
         stateful=False,
         unroll=False,
         zero_output_for_mask=False,
+        use_cudnn="auto",
         **kwargs,
     ):
         layer_kwargs = {k: kwargs.pop(k) for k in _LAYER_KWARGS if k in kwargs}
@@ -198,7 +235,22 @@ class SequenceLayer(keras.layers.RNN):
             zero_output_for_mask=zero_output_for_mask,
             **layer_kwargs,
         )
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(
+                f"Argument `use_cudnn` must be one of 'auto', True, False (as in Keras), got {use_cudnn!r}."
+            )
+        self.use_cudnn = use_cudnn
         self.input_spec = keras.layers.InputSpec(ndim=3)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if self.use_cudnn is True:
+            # Keras raises this where it cannot use cuDNN; the book layers never do (their own loop
+            # runs on every device), so `True` is never possible.
+            raise ValueError(
+                f"use_cudnn=True was specified, but {type(self).__name__} of keras_seq has no cuDNN "
+                "implementation: it runs its own loop on every device. Pass use_cudnn='auto' or False."
+            )
+        return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
 
     # -- the fast loop -----------------------------------------------------------------------------
     # On TensorFlow, inside a `tf.function` (as in `model.fit`), the backward loop is compiled with
@@ -244,8 +296,12 @@ class SequenceLayer(keras.layers.RNN):
             step_mask = None if step_mask is None else ops.flip(step_mask, 0)
         # A tensor: the gradient reaches the variable through this read.
         recurrent_kernel = ops.cast(ops.copy(cell.recurrent_kernel), state_dtype)
-        hand_written = training and self._hand_written_gradient()
-        # Inference keeps no residuals; a gradient, if one is taken, is automatic differentiation.
+        # The hand-written backward pass whenever a gradient is being taken (training or not: a
+        # custom loop may differentiate `layer(x)` without `training=True`); then the loop keeps
+        # its residuals. Inference keeps none.
+        hand_written = self._hand_written_gradient() and (
+            training or being_differentiated([x, recurrent_kernel, *states])
+        )
         # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
         keep_sequence = hand_written or self.return_sequences or mask is not None
         hs = []
@@ -366,6 +422,20 @@ class SequenceLayer(keras.layers.RNN):
             h0, hs = h0 * recurrent_mask, hs * recurrent_mask
         return sum_over_previous_steps(h0, hs, dz)
 
+    def set_weights(self, weights):
+        """Sets the weights (Keras's: `set_weights(keras_layer.get_weights())` of the Keras
+        counterpart); a ValueError names both lists of shapes when they do not map."""
+        want = [tuple(w.shape) for w in self.weights]
+        got = [tuple(np.shape(w)) for w in weights]
+        if want != got:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} holds weights of shapes {want} "
+                f"({[w.name for w in self.weights]}), but got weights of shapes {got}. Keras's "
+                "SimpleRNN, LSTM and GRU weights map onto ElmanRNN without `output_units`, LSTM, and "
+                "GRU with the same `units`, input size and `reset_after`."
+            )
+        super().set_weights(weights)
+
     # -- config ------------------------------------------------------------------------------------
     def get_config(self):
         cell_config = self.cell.get_config()
@@ -378,12 +448,21 @@ class SequenceLayer(keras.layers.RNN):
             "stateful": self.stateful,
             "unroll": self.unroll,
             "zero_output_for_mask": self.zero_output_for_mask,
+            "use_cudnn": self.use_cudnn,
         }
         return {**keras.layers.Layer.get_config(self), **cell_config, **config}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+#: The cell's initializers, regularizers and constraints, which Keras's recurrent layers expose.
+KERAS_WEIGHT_SETTINGS = (
+    "kernel_initializer", "recurrent_initializer", "bias_initializer", "kernel_regularizer",
+    "recurrent_regularizer", "bias_regularizer", "kernel_constraint", "recurrent_constraint",
+    "bias_constraint",
+)
 
 
 def forward_to_cell(layer_class, names):

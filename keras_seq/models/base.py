@@ -5,8 +5,30 @@ shifting targets for teacher forcing, and the free-running loop that feeds a mod
 import keras
 from keras import ops
 
+from keras_seq.cells.lstm import GATE_ORDER, GATE_ORDER_KEY, from_config_in_gate_order
 from keras_seq.layers import sequence_layer_class
 from keras_seq.layers.base import scan
+
+
+class BookModel(keras.Model):
+    """Base of the models of `keras_seq.models`: their configs say in which gate order their LSTM
+    weights are saved (`lstm_gate_order`, Keras's [i|f|c|o]).
+
+    A model's config does not hold its layers' configs (the model makes them from its own
+    arguments), so it carries the mark itself: a config without it was saved by keras-seq before
+    the LSTM's weights moved to Keras's order, and the model is made inside
+    `keras_seq.cells.lstm.legacy_gate_order()`, so that its LSTM cells reorder the weights they load.
+    """
+
+    def get_config(self):
+        return {**super().get_config(), GATE_ORDER_KEY: GATE_ORDER}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        def build(config):
+            return super(BookModel, cls).from_config(config, custom_objects=custom_objects)
+
+        return from_config_in_gate_order(build, config, legacy=GATE_ORDER_KEY not in config)
 
 
 def recurrent_layer(cell, units, cell_options=None, **kwargs):
@@ -68,7 +90,7 @@ def previous_outputs(targets, output_units, dtype="float32"):
     return ops.pad(y[:, :-1], [[0, 0], [1, 0], [0, 0]])
 
 
-class FeedbackModel(keras.Model):
+class FeedbackModel(BookModel):
     """Base of the models whose previous output y(t-1) enters the hidden units (Fig. 10.4-10.10).
 
     Subclasses implement `get_initial_state(batch_size)` and `step(x, y_prev, states)`, one step of

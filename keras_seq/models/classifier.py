@@ -2,11 +2,11 @@
 
 import keras
 
-from keras_seq.models.base import output_layer, recurrent_layer
+from keras_seq.models.base import BookModel, output_layer, recurrent_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class SequenceClassifier(keras.Model):
+class SequenceClassifier(BookModel):
     """Reads a whole sequence and produces one output from its final state, Fig. 10.5:
 
         h(t) = f(b + W h(t-1) + U x(t))     for t = 1 ... τ (eq. 10.8-10.9 for the Elman cell)

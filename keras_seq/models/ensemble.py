@@ -12,6 +12,7 @@ the beam search (or greedy search, or sampling) is shared, in the same compiled 
 import keras
 from keras import ops
 
+from keras_seq.models.base import BookModel
 from keras_seq.models.seq2seq import Decoding, EncoderDecoder
 
 # What the members must agree on to predict over the same vocabulary.
@@ -19,7 +20,7 @@ _SHARED = ("input_vocabulary_size", "output_vocabulary_size", "start_token", "en
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class EncoderDecoderEnsemble(Decoding, keras.Model):
+class EncoderDecoderEnsemble(Decoding, BookModel):
     """An ensemble of `EncoderDecoder`s, with the `EncoderDecoder` interface for inference.
 
     `call` returns the ensemble's log-probabilities (B, n_y, V) (the mean of the members'

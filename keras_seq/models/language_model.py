@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_seq import decoding
-from keras_seq.models.base import recurrent_layer
+from keras_seq.models.base import BookModel, recurrent_layer
 
 
 def teacher_forcing_arrays(sequences, start_token, end_token, pad_token=0, max_length=None):
@@ -38,7 +38,7 @@ def teacher_forcing_arrays(sequences, start_token, end_token, pad_token=0, max_l
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class RNNLanguageModel(keras.Model):
+class RNNLanguageModel(BookModel):
     """An RNN generative sequence model (language model), Fig. 10.7-10.8:
 
         h(t) = f(h(t-1), y(t-1))                       (the recurrence of `cell`; y(0) = <s>)

@@ -16,7 +16,7 @@ from keras import ops
 
 from keras_seq import decoding
 from keras_seq.layers import cell_class_of
-from keras_seq.models.base import recurrent_layer
+from keras_seq.models.base import BookModel, recurrent_layer
 
 
 def _sequence_layer(cell, units, candidate_activation, name, dtype):
@@ -150,7 +150,7 @@ class Decoding:
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class EncoderDecoder(Decoding, keras.Model):
+class EncoderDecoder(Decoding, BookModel):
     """Encoder-decoder (sequence-to-sequence) RNN, Fig. 10.12 of *Deep Learning*.
 
     Encoder: embeddings of the input tokens, then `encoder_layers` recurrent layers (optionally

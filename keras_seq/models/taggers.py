@@ -3,11 +3,11 @@ the bidirectional RNN of Fig. 10.11 of *Deep Learning* (Goodfellow, Bengio & Cou
 
 import keras
 
-from keras_seq.models.base import output_layer, recurrent_layer
+from keras_seq.models.base import BookModel, output_layer, recurrent_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class SequenceTagger(keras.Model):
+class SequenceTagger(BookModel):
     """An output at every step from hidden-to-hidden recurrence, Fig. 10.3 (eq. 10.8-10.11):
 
         a(t) = b + W h(t-1) + U x(t)      (10.8, inside the recurrent layer)
@@ -80,7 +80,7 @@ class SequenceTagger(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class BidirectionalTagger(keras.Model):
+class BidirectionalTagger(BookModel):
     """Bidirectional RNN, Fig. 10.11: a forward state h(t) and a backward state g(t) at every step,
     combined into the output o(t), which so depends on the whole input sequence:
 

@@ -167,12 +167,13 @@ def test_golden_helpers_agree_with_the_hard_coded_values():
 def test_book_views_are_the_blocks_of_the_fused_weights():
     cell = LSTMCell(3)
     keras.layers.RNN(cell)(X)
-    kernel = np.asarray(cell.kernel)
-    np.testing.assert_array_equal(cell.U_f, kernel[:, 0:3])
-    np.testing.assert_array_equal(cell.U_g, kernel[:, 3:6])
+    kernel = np.asarray(cell.kernel)  # Keras's gate order [i | f | c | o] = the book's [g | f | c | q]
+    np.testing.assert_array_equal(cell.U_g, kernel[:, 0:3])
+    np.testing.assert_array_equal(cell.U_f, kernel[:, 3:6])
     np.testing.assert_array_equal(cell.U, kernel[:, 6:9])
     np.testing.assert_array_equal(cell.U_o, kernel[:, 9:12])
     np.testing.assert_array_equal(cell.b_f, np.ones(3))  # unit_forget_bias
+    np.testing.assert_array_equal(np.asarray(cell.bias)[3:6], np.ones(3))  # where Keras puts it
     gru = GRUCell(3)
     keras.layers.RNN(gru)(X)
     np.testing.assert_array_equal(gru.W_r, np.asarray(gru.recurrent_kernel)[:, 3:6])

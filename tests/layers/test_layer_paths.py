@@ -78,3 +78,24 @@ def test_exported_inference_graph_has_no_xla(tmp_path):
     assert not any("_XlaMustCompile" in n.attr or n.op.startswith("Xla") for n in nodes)
     assert not any("_XlaMustCompile" in f.attr for f in functions)
     np.testing.assert_allclose(loaded.serve(X), model(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_gradient_tape_without_training_runs_the_hand_written_backward_pass(name, compiled):
+    """A custom loop differentiating `layer(x)` (no `training=True`) gets the hand-written gradient,
+    equal to automatic differentiation of the cell in keras.layers.RNN; without a tape, inference
+    keeps no residuals."""
+    fast, slow = _pair(name, return_sequences=True, return_state=True)
+    backward, forward, calls, kept = fast.backward, fast.forward, [], []
+    fast.backward = lambda *args: calls.append(1) or backward(*args)
+    fast.forward = lambda *args, **kwargs: kept.append(kwargs.get("keep_residuals", True)) or forward(*args, **kwargs)
+    run = tf.function(lambda x: _gradients(fast, x)) if compiled else (lambda x: _gradients(fast, x))
+    _, grads = run(X)
+    _, want = _gradients(slow, X)
+    assert calls and all(kept)
+    for a, b in zip(grads, want):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    kept.clear()
+    fast(X)
+    assert kept and not any(kept)

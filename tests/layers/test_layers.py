@@ -187,6 +187,7 @@ def test_conversion_from_and_to_keras_lstm_and_gru():
     for keras_layer in [
         keras.layers.LSTM(5, return_sequences=True, use_cudnn=False),
         keras.layers.GRU(5, return_sequences=True, reset_after=False, use_cudnn=False),
+        keras.layers.GRU(5, return_sequences=True, use_cudnn=False),  # reset_after=True: the option
     ]:
         keras_layer(X)
         _randomize(keras_layer)
@@ -209,16 +210,32 @@ def test_conversion_from_and_to_keras_lstm_and_gru():
 
 
 def test_conversion_refuses_what_has_no_book_equivalent():
-    gru = keras.layers.GRU(4)  # reset_after=True
-    gru(X)
-    with pytest.raises(ValueError, match="reset_after"):
-        convert.from_keras(gru)
     book = LSTM(4)
     book(X)
     with pytest.raises(ValueError, match="candidate_activation='tanh'"):
         convert.to_keras(book)
-    with pytest.raises(ValueError, match="torch.nn.GRU"):
+    with pytest.raises(ValueError, match="torch.nn.GRU state dict.*weight_ih_l0"):
         convert.from_torch_gru_state_dict({})
+
+
+def test_torch_gru_state_dict_against_numpy_torch_semantics():
+    """torch.nn.GRU's equations (gate order r, z, n; the reset gate after W_hn h + b_hn) in NumPy:
+    the book GRU's non-book option reset_after=True."""
+    H, I = 5, 3
+    state = {
+        "weight_ih_l0": RNG.normal(size=(3 * H, I)), "weight_hh_l0": RNG.normal(size=(3 * H, H)),
+        "bias_ih_l0": RNG.normal(size=3 * H), "bias_hh_l0": RNG.normal(size=3 * H),
+    }
+    book = convert.from_torch_gru_state_dict(state, return_sequences=True)
+    h = np.zeros((4, H))
+    outputs = []
+    for t in range(X.shape[1]):
+        x_r, x_z, x_n = np.split(X[:, t] @ state["weight_ih_l0"].T + state["bias_ih_l0"], 3, axis=-1)
+        h_r, h_z, h_n = np.split(h @ state["weight_hh_l0"].T + state["bias_hh_l0"], 3, axis=-1)
+        r, z = ref.sigmoid(x_r + h_r), ref.sigmoid(x_z + h_z)
+        h = (1 - z) * np.tanh(x_n + r * h_n) + z * h
+        outputs.append(h)
+    np.testing.assert_allclose(book(X), np.stack(outputs, 1), atol=1e-5)
 
 
 def test_torch_lstm_state_dict_round_trip_against_numpy_torch_semantics():
@@ -339,13 +356,21 @@ JAX_SCRIPT = textwrap.dedent(
         fast = cls(5, return_sequences=True); slow = keras.layers.RNN(cls.cell_class(5), return_sequences=True)
         fast(x); slow(x); slow.set_weights(fast.get_weights())
         np.testing.assert_allclose(fast(x, mask=mask), slow(x, mask=mask), atol=1e-5)
+        calls, backward = [], fast.backward  # jax.grad without training=True: the hand-written pass
+        fast.backward = lambda *args: calls.append(1) or backward(*args)
         def loss(w, layer):
             out, _ = layer.stateless_call(w, [v.value for v in layer.non_trainable_variables], x, mask=mask)
             return jnp.sum(out * jnp.linspace(-1, 1, 5))
         ga = jax.grad(loss)([v.value for v in fast.trainable_variables], fast)
         gb = jax.grad(loss)([v.value for v in slow.trainable_variables], slow)
+        assert calls, cls.__name__
         for a, b in zip(ga, gb):
             np.testing.assert_allclose(a, b, atol=1e-5)
+    # Keras's weights give Keras's numbers on JAX too (the LSTM's gate order, GRU(reset_after=True)).
+    for ours, theirs in [(LSTM(5, candidate_activation="tanh"), keras.layers.LSTM(5)),
+                         (GRU(5, candidate_activation="tanh", reset_after=True), keras.layers.GRU(5))]:
+        ours(x); theirs(x); ours.set_weights(theirs.get_weights())
+        np.testing.assert_allclose(ours(x, mask=mask), theirs(x, mask=mask), atol=1e-5)
     # And a small model learns with fit (counting 6 bits; chance is about 1.6 nats).
     keras.utils.set_random_seed(0)
     bits = rng.integers(0, 2, size=(512, 6, 1)).astype("float32")
