@@ -323,11 +323,22 @@ class TokenServingModule(tf.Module):
         return tf.function(decode_step).get_concrete_function(
             previous_tokens=tf.TensorSpec([None], tf.int32, name="previous_tokens"), **self._state_specs)
 
+    def _warmup_settings(self, rows):
+        """Every setting of ``decode`` and ``sample`` for `rows` rows (warmup requests are
+        checked against the signature's inputs, defaults aside)."""
+        def full(value, dtype):
+            return np.full(rows, value, dtype)
+
+        return {"decode": {"beam_width": full(self.beam_width, np.int32), "num_results": full(0, np.int32),
+                           "max_length": full(self.max_length, np.int32), "length_penalty": full(0.0, np.float32)},
+                "sample": {"temperature": full(1.0, np.float32), "top_k": full(0, np.int32), "seed": full(0, np.int32),
+                           "max_length": full(self.max_length, np.int32)}}
+
     def warmup_inputs(self):
-        ids = np.array([[2, 3, 4], [3, 0, 0]], np.int32)
-        lengths = np.array([3, 1], np.int32)
-        return {name: {"input_ids": ids, "input_lengths": lengths}
-                for name in ("serving_default", "greedy", "decode", "sample")}
+        ids = {"input_ids": np.array([[2, 3, 4], [3, 0, 0]], np.int32), "input_lengths": np.array([3, 1], np.int32)}
+        settings = self._warmup_settings(2)
+        return {"serving_default": ids, "greedy": ids, "decode": {**ids, **settings["decode"]},
+                "sample": {**ids, **settings["sample"]}}
 
 
 class Seq2SeqServingModule(TokenServingModule):
@@ -432,12 +443,11 @@ class Seq2SeqServingModule(TokenServingModule):
         ids = self.tokenizer(tf.constant(sources[:2])).numpy()[:, : self.max_input_length]
         ids = ids if ids.shape[1] else np.zeros((len(ids), 1), np.int32)
         rows = np.array(sources[:2], object)
+        settings = self._warmup_settings(len(rows))
         return {
             "serving_default": {self.input_name: np.array(sources[:half], object)},
             "greedy": {self.input_name: np.array(sources[half:] or sources, object)},
-            "decode": {self.input_name: rows, "beam_width": np.full(len(rows), self.beam_width, np.int32),
-                       "num_results": np.zeros(len(rows), np.int32),
-                       "max_length": np.full(len(rows), self.max_length, np.int32),
-                       "length_penalty": np.zeros(len(rows), np.float32)},
+            "decode": {self.input_name: rows, **settings["decode"]},
+            "sample": {self.input_name: rows, **settings["sample"]},
             "tokens": {"input_ids": ids, "input_lengths": (ids != 0).sum(axis=1).astype(np.int32)},
         }
