@@ -174,7 +174,7 @@ def test_export_decodes_a_large_batch_in_shards_like_the_python_model(g2p_export
     assert [b.decode() for b in greedy["pronunciation"].numpy()] == [" ".join(w[0][0]) for w in want]
     np.testing.assert_allclose(greedy["score"].numpy(), [w[0][1] for w in want], atol=1e-4)
     ids = g2p.encode_words(words)
-    tokens = loaded.signatures["tokens"](input_ids=tf.constant(ids), input_lengths=tf.constant((ids != 0).sum(axis=1)))
+    tokens = loaded.signatures["tokens"](input_ids=tf.constant(ids), input_lengths=tf.constant((ids != 0).sum(axis=1).astype(np.int32)))
     np.testing.assert_array_equal(tokens["output_ids"].numpy(), g2p.decode_ids(ids, beam_width=3, num_results=3)["tokens"])
 
 
