@@ -206,6 +206,7 @@ def _decode_one_path(step_fn, initial_state, start_tokens, max_length, end_token
     state, start = _prepare(initial_state, start_tokens)
     end_token = ops.convert_to_tensor(end_token, "int32")
     max_lengths = _row_max_lengths(max_lengths, start)
+    last_steps = None if max_lengths is None else max_lengths - 1
 
     step = ops.convert_to_tensor(0, "int32")
     buffer = _empty_buffer(start, max_length, pad_token)
@@ -225,8 +226,8 @@ def _decode_one_path(step_fn, initial_state, start_tokens, max_length, end_token
         scores = scores + ops.where(alive, _take_last(log_probs, next_tokens), 0.0)
         lengths = lengths + ops.cast(alive, "int32")
         finished = ops.logical_or(finished, ops.equal(next_tokens, end_token))
-        if max_lengths is not None:  # a row's own limit ends it as the loop's end would
-            finished = ops.logical_or(finished, step + 1 >= max_lengths)
+        if last_steps is not None:  # a row's own limit ends it as the loop's end would
+            finished = ops.logical_or(finished, step >= last_steps)
         # Finished rows are fed the end token (always a valid index, unlike a pad of -1).
         tokens = ops.where(finished, end_token, next_tokens)
         return step + 1, tokens, state, buffer, lengths, scores, finished
@@ -461,14 +462,15 @@ def _gather_rows(structure, rows):
     return tree.map_structure(lambda x: ops.take(x, rows, axis=0), structure)
 
 
-def _keep_greedy_candidate(top, step_log_probs, is_greedy, beam_width, vocab_size, last=None):
+def _keep_greedy_candidate(top, step_log_probs, is_greedy, beam_width, vocab_size, live_ranks=None,
+                           not_last=None):
     """Makes sure the greedy path's next candidate is among the selected ``top`` [B, K].
 
     The greedy path is the one beam whose every token was the argmax of its step. If its best
     extension did not make the top K, it replaces the K-th (worst) selection; since it scored
-    no better than that one, the selection stays sorted. With per-row beam widths, `last`
-    ``[B]`` is the index of each row's worst live selection (its width - 1), and only the live
-    selections count. Returns (top, greedy candidate [B]).
+    no better than that one, the selection stays sorted. With per-row beam widths, only the
+    `live_ranks` ``[B, K]`` count and the worst live one is where `not_last` ``[B, K]`` is False.
+    Returns (top, greedy candidate [B]).
     """
     greedy_beam = ops.argmax(ops.cast(ops.reshape(is_greedy, (-1, beam_width)), "int32"), axis=-1)
     greedy_beam = ops.cast(greedy_beam, "int32")
@@ -476,14 +478,11 @@ def _keep_greedy_candidate(top, step_log_probs, is_greedy, beam_width, vocab_siz
     best_tokens = ops.reshape(best_tokens, (-1, beam_width))
     greedy_token = _take_last(best_tokens, greedy_beam)
     candidate = greedy_beam * vocab_size + greedy_token
-    if last is None:
+    if live_ranks is None:
         present = ops.any(ops.equal(top, candidate[:, None]), axis=-1)
         not_last = (ops.arange(beam_width) < beam_width - 1)[None, :]
     else:
-        ranks = ops.arange(beam_width, dtype="int32")[None, :]
-        live = ranks <= last[:, None]
-        present = ops.any(ops.logical_and(ops.equal(top, candidate[:, None]), live), axis=-1)
-        not_last = ops.not_equal(ranks, last[:, None])
+        present = ops.any(ops.logical_and(ops.equal(top, candidate[:, None]), live_ranks), axis=-1)
     top = ops.where(ops.logical_or(present[:, None], not_last), top, candidate[:, None])
     return top, candidate
 
@@ -587,13 +586,28 @@ def beam_search(
         ops.zeros_like(start)[:, None] + ops.arange(beam_width, dtype="int32")[None, :], (-1,)
     )
     first = ops.equal(beam_index, 0)
-    # Per-row widths: slot k of row b is live when k < beam_widths[b].
-    last = live = None
-    if beam_widths is not None:
+    # Per-row settings: what does not change from step to step is computed here, once, since
+    # every op of the loop's body costs its dispatch at every step.
+    live = live_column = live_ranks = not_last = dead = last_steps = factors = None
+    if beam_widths is not None:  # slot k of row b is live when k < beam_widths[b]
         widths = ops.reshape(ops.cast(ops.convert_to_tensor(beam_widths), "int32"), ops.shape(start))
-        last = widths - 1
         live = beam_index < tile_beams(widths, beam_width)
-    row_alpha = alpha if isinstance(alpha, float) else alpha[:, None]
+        live_column, dead = live[:, None], ops.logical_not(live)
+        live_ranks = ops.reshape(live, (-1, beam_width))
+        not_last = ops.not_equal(ops.arange(beam_width, dtype="int32")[None, :], (widths - 1)[:, None])
+    if max_lengths is not None:
+        last_steps = max_lengths - 1
+    if not isinstance(alpha, float):  # every row's penalty factor of every length, [N, max_length + 1]
+        lengths_so_far = ops.cast(ops.arange(max_length + 1, dtype="int32"), "float32")[None, :]
+        factors = ops.power((5.0 + lengths_so_far) / 6.0, alpha[:, None])  # `length_penalty_factor`
+
+    def penalized(log_probs, lengths):
+        """`log_probs` ([N] or [N, V]) after the length penalty of `lengths` ([N] or [N, 1])."""
+        if factors is None:
+            return _penalized(log_probs, lengths, alpha)
+        column = lengths if len(lengths.shape) == 2 else lengths[:, None]
+        factor = ops.take_along_axis(factors, column, axis=1)
+        return log_probs / (factor if len(lengths.shape) == 2 else factor[:, 0])
     log_probs = ops.where(first, 0.0, NEG_INF)
     finished = ops.logical_not(first)
     is_greedy = first
@@ -615,19 +629,19 @@ def beam_search(
         step_log_probs = ops.where(finished[:, None], stay[None, :], step_log_probs)
         candidate_log_probs = log_probs[:, None] + step_log_probs  # [N, V]
         candidate_lengths = lengths + ops.cast(ops.logical_not(finished), "int32")  # [N]
-        candidate_scores = _penalized(candidate_log_probs, candidate_lengths[:, None], row_alpha)
+        candidate_scores = penalized(candidate_log_probs, candidate_lengths[:, None])
         if live is not None:  # a slot past its row's width proposes nothing
-            candidate_scores = ops.where(live[:, None], candidate_scores, float("-inf"))
+            candidate_scores = ops.where(live_column, candidate_scores, float("-inf"))
 
         flat_scores = ops.reshape(candidate_scores, (-1, beam_width * vocab_size))
         top = ops.cast(ops.top_k(flat_scores, beam_width)[1], "int32")  # [B, K], best first
         if keep_greedy:
             top, greedy_candidate = _keep_greedy_candidate(
-                top, step_log_probs, is_greedy, beam_width, vocab_size, last
+                top, step_log_probs, is_greedy, beam_width, vocab_size, live_ranks, not_last
             )
+            # (With per-row widths, a copy of the candidate past a row's width comes after the
+            # live one, which `argmax` finds first.)
             is_greedy = ops.reshape(ops.equal(top, greedy_candidate[:, None]), (-1,))
-            if live is not None:
-                is_greedy = ops.logical_and(is_greedy, live)
 
         rows = _flat_rows(top // vocab_size, beam_width)  # [N], the parent of each new beam
         new_tokens = ops.reshape(top % vocab_size, (-1,))
@@ -643,11 +657,10 @@ def beam_search(
             ops.take(buffer, rows, axis=0), step, ops.where(was_finished, pad_token, new_tokens)
         )
         finished = ops.logical_or(was_finished, ops.equal(new_tokens, end_token))
-        if live is not None:  # what a slot past its row's width holds is never used
-            finished = ops.logical_or(finished, ops.logical_not(live))
-            log_probs = ops.where(live, log_probs, NEG_INF)
+        if live is not None:  # a slot past its row's width holds nothing (and never stops the loop)
+            finished = ops.logical_or(finished, dead)
         if max_lengths is not None:
-            finished = ops.logical_or(finished, step + 1 >= max_lengths)
+            finished = ops.logical_or(finished, step >= last_steps)
         state = _gather_rows(state, rows)
         return step + 1, new_tokens, state, buffer, lengths, log_probs, finished, is_greedy
 
@@ -659,11 +672,13 @@ def beam_search(
     )
 
     # Final ranking by penalized score (already the loop's order; sorting again is cheap).
-    scores = ops.reshape(_penalized(log_probs, lengths, alpha), (-1, beam_width))
+    if live is not None:  # what the slots past a row's width hold ranks last, as impossible
+        log_probs = ops.where(live, log_probs, NEG_INF)
+    scores = ops.reshape(penalized(log_probs, lengths), (-1, beam_width))
     if live is None:
         scores, order = ops.top_k(scores, num_results)
-    else:  # the live slots first, whatever the others hold
-        order = ops.top_k(ops.where(ops.reshape(live, (-1, beam_width)), scores, float("-inf")), num_results)[1]
+    else:  # the live slots first
+        order = ops.top_k(ops.where(live_ranks, scores, float("-inf")), num_results)[1]
         scores = ops.take_along_axis(scores, order, axis=-1)
     rows = _flat_rows(ops.cast(order, "int32"), beam_width)
     buffer, lengths, log_probs = _gather_rows((buffer, lengths, log_probs), rows)
