@@ -10,7 +10,12 @@ Example:
     ...     outputs["pronunciation"]
     array([b'HH AH0 L OW1', b'W ER1 L D'], dtype=object)
 
-`keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word.
+Decoding settings of a keras-seq export go to its ``decode`` signature, one value per row:
+
+    >>> client.predict("g2p", ["hello"], beam_width=2, num_results=2)   # doctest: +SKIP
+
+`keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word
+(``--beam-width``, ``--num-results``, ``--max-length``, ``--length-penalty``: the settings).
 """
 
 import os
