@@ -295,10 +295,37 @@ def run_request_clients(address, requests, clients, seconds):
     return len(latencies) / elapsed, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(errors)
 
 
+def decoding_in_process(version_path, input_key, beam_width, max_length, calls=300):
+    """Median ms of `serving_default` and of `decode` (every setting at the export's values) on
+    batches of 1, 8 and 32 words, in-process (`tf.saved_model.load`), calls alternating one by one."""
+    loaded = tf.saved_model.load(version_path)
+    fixed, decode = loaded.signatures["serving_default"], loaded.signatures["decode"]
+    rows = []
+    for batch in (1, 8, 32):
+        words = tf.constant([WORDS[i % len(WORDS)] for i in range(batch)])
+        settings = {"beam_width": tf.fill([batch], beam_width), "num_results": tf.zeros([batch], tf.int32),
+                    "max_length": tf.fill([batch], max_length), "length_penalty": tf.zeros([batch])}
+        calls_of = {"fixed": lambda: fixed(**{input_key: words}), "same": lambda: decode(**{input_key: words}, **settings)}
+        times = {mode: [] for mode in calls_of}
+        for mode in calls_of:  # warm up
+            calls_of[mode]()
+        for i in range(calls):
+            for mode in (("fixed", "same") if i % 2 else ("same", "fixed")):
+                started = time.perf_counter()
+                calls_of[mode]()
+                times[mode].append(time.perf_counter() - started)
+        fixed_ms, same_ms = (statistics.median(times[m]) * 1000 for m in ("fixed", "same"))
+        rows.append((batch, fixed_ms, same_ms))
+        print(f"in-process batch {batch:>2}: serving_default {fixed_ms:.2f} ms, decode {same_ms:.2f} ms, "
+              f"ratio {fixed_ms / same_ms:.3f}", flush=True)
+    return rows
+
+
 def decoding_settings_main(args, argv):
     """The --decoding_settings mode: fixed-setting export vs per-request settings, batching on."""
     workdir = tempfile.mkdtemp(prefix="bench-decoding-")
     modes = ("fixed", "same", "mixed")
+    load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     try:
         base_path, label = args.model_base_path, args.model_base_path
         if base_path is None:
@@ -328,6 +355,8 @@ def decoding_settings_main(args, argv):
         finally:
             process.terminate()
             process.wait(timeout=60)
+        version_path = list_versions(base_path)[max(list_versions(base_path))]
+        in_process_rows = decoding_in_process(version_path, args.input_key, beam_width, max_length)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -342,14 +371,14 @@ def decoding_settings_main(args, argv):
             print(f"clients {clients:>2} {mode:>5}: {speed:7.1f} words/s = {speed / fixed:.3f} x fixed", flush=True)
     if args.write_results:
         command = "python bench/serving.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         names = {"fixed": "`serving_default` (fixed at export)", "same": "`decode`, every setting sent, same beam width",
                  "mixed": "`decode`, each request its own settings"}
         lines = [
             "## Serving: per-request decoding settings (issue 18)",
             "",
-            f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; `uptime` before the "
-            f"table: {load}",
+            f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; `uptime` at the start: "
+            f"{load_before}; at the end: {load_after}",
             f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other work), no GPU, "
             f"Python {platform.python_version()}, TensorFlow {tf.__version__}",
             f"- Command: `{command.strip()}`",
@@ -364,6 +393,11 @@ def decoding_settings_main(args, argv):
         ]
         lines += [f"| {c} | {names[m]} | {w:.1f} | {r:.3f} | {p50:.1f} | {p99:.1f} | {e} |"
                   for c, m, w, r, p50, p99, e in rows]
+        lines += ["", "The graphs alone, in-process (`tf.saved_model.load`, median ms per call, the two signatures "
+                  "called in turn): the cost of per-row settings without the server's per-input work.", "",
+                  "| batch | `serving_default` ms | `decode` ms (same settings, sent) | ratio (speed) |",
+                  "|---:|---:|---:|---:|"]
+        lines += [f"| {b} | {f:.2f} | {d:.2f} | {f / d:.3f} |" for b, f, d in in_process_rows]
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
         write_section(path, lines[0], "\n".join(lines) + "\n\n")
         print(f"wrote {lines[0]!r} in {path}")
