@@ -330,8 +330,8 @@ def decoding_settings_main(args, argv):
         base_path, label = args.model_base_path, args.model_base_path
         if base_path is None:
             base_path = os.path.join(workdir, "g2p")
-            beam_width, max_length = write_decoding_model(base_path)
-            label = (f"G2P, units 64, attention, beam width {beam_width}, max_output_length {max_length}, "
+            beam_width, max_length = write_decoding_model(base_path, units=args.decoding_units)
+            label = (f"G2P, units {args.decoding_units}, attention, beam width {beam_width}, max_output_length {max_length}, "
                      "trained 5 epochs on the reversal task (bench/serving.py write_decoding_model)")
         else:
             signature = Servable.load("bench", 0, list_versions(base_path)[max(list_versions(base_path))])
@@ -375,7 +375,8 @@ def decoding_settings_main(args, argv):
         names = {"fixed": "`serving_default` (fixed at export)", "same": "`decode`, every setting sent, same beam width",
                  "mixed": "`decode`, each request its own settings"}
         lines = [
-            "## Serving: per-request decoding settings (issue 18)",
+            "## Serving: per-request decoding settings (issue 18), "
+            + (f"{args.decoding_units}-unit model" if args.model_base_path is None else args.model_base_path),
             "",
             f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; `uptime` at the start: "
             f"{load_before}; at the end: {load_after}",
@@ -433,6 +434,8 @@ def main(argv=None):
     p.add_argument("--decoding_settings", action="store_true",
                    help="measure per-request decoding settings under batching instead (see above)")
     p.add_argument("--decoding_rounds", type=int, default=3, help="interleaved rounds of --decoding_settings")
+    p.add_argument("--decoding_units", type=int, default=256,
+                   help="units of the model --decoding_settings trains (default 256, G2P's)")
     args = p.parse_args(argv)
     if args.decoding_settings:
         return decoding_settings_main(args, argv)
