@@ -1,4 +1,4 @@
-"""Benchmark: serving a SavedModel through `keras-seq serve` over gRPC, and in-process.
+"""Benchmark: serving a SavedModel through `keras-seq serve` over gRPC and REST, and in-process.
 
     python bench/serving.py                                   # a toy string model (no training needed)
     python bench/serving.py --model_base_path export/g2p      # the G2P export, its newest version
@@ -6,12 +6,15 @@
 
 Through the local server on 127.0.0.1 (a separate process, started here), for batching off and on:
 throughput in words/s and p50/p99 latency of single-word Predict requests sent by 1, 8 and 32
-concurrent clients (each a thread with its own channel, looping for --seconds). In-process: the
+concurrent clients (each a thread with its own channel, looping for --seconds), over gRPC and over
+the REST API (keep-alive `http.client` connections posting `{"inputs": {...}}`), interleaved on the
+same server. In-process: the
 newest version loaded with `tf.saved_model.load`, its signature called on batches of 1 and 256
 words (words/s, median over rounds), and the same through the server's own session path.
 
 Anchor (issue 4): g2p-en decodes about 1,800 words/s on one thread; targets: >= 10x that at batch
-256 in-process, and p99 <= 20 ms at 8 concurrent single-word clients.
+256 in-process, and p99 <= 20 ms at 8 concurrent single-word clients. Issue 18: REST p99 <= 1.5x
+gRPC's at 8 clients.
 
     python bench/serving.py --decoding_settings [--write_results]
 
@@ -20,8 +23,8 @@ from concurrent clients to (a) ``serving_default`` (beam width fixed at export),
 every request at that beam width, sent as inputs, and (c) ``decode`` with each request its own
 settings (beam width 1 to the maximum, num_results, length penalty), interleaved rounds, the
 words/s of (b) and (c) as ratios to (a). Target: per-request settings cost <= 10% of throughput.
-Its model: a small G2P trained for seconds on the reversal task (or --model_base_path, an export
-with a ``decode`` signature).
+Its model: a G2P (256 units; --decoding_units) trained for a few epochs on the reversal task
+(or --model_base_path, an export with a ``decode`` signature).
 """
 
 import os
@@ -30,9 +33,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
 import datetime
+import http.client
+import json
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -69,7 +75,7 @@ BATCHING_PARAMETERS = (
 
 def start_server(base_path, model_name, batching, batch_timeout_micros, workdir, num_batch_threads=None,
                  extra_flags=()):
-    """`python -m keras_seq.serving.server` on a free port; returns (process, address)."""
+    """`python -m keras_seq.serving.server` on free ports; returns (process, gRPC address, REST address)."""
     command = [
         sys.executable,
         "-m",
@@ -78,6 +84,7 @@ def start_server(base_path, model_name, batching, batch_timeout_micros, workdir,
         f"--model_name={model_name}",
         f"--model_base_path={os.path.abspath(base_path)}",
         "--file_system_poll_wait_seconds=-1",
+        "--rest_api_port=-1",
     ]
     if batching:
         params = os.path.join(workdir, "batching_parameters.txt")
@@ -89,46 +96,89 @@ def start_server(base_path, model_name, batching, batch_timeout_micros, workdir,
         command += ["--enable_batching", f"--batching_parameters_file={params}"]
     command += list(extra_flags)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = None
     for line in process.stdout:
         match = re.search(r"Running gRPC ModelServer at ([\d.]+:\d+)", line)
         if match:
+            address = match.group(1)
+        match = re.search(r"Exporting HTTP/REST API at:([\d.]+:\d+)", line)
+        if match and address:
             threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, match.group(1)
+            return process, address, match.group(1)
     raise RuntimeError(f"the server did not start (exit code {process.wait()})")
 
 
-def run_clients(address, model_name, signature, input_key, clients, seconds):
-    """`clients` threads send single-word requests for `seconds`; returns (words/s, p50 ms, p99 ms, errors)."""
+def grpc_caller(address, model_name, signature, input_key):
+    """(call(i) sending the i-th word over gRPC, close): one channel, the stock stub."""
+    channel = grpc.insecure_channel(address)
+    predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+    messages = []
+    for word in WORDS:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = model_name, signature
+        request.inputs[input_key].CopyFrom(ndarray_to_proto(np.array([word.encode()], dtype=object)))
+        messages.append(request)
+
+    def call(i):
+        try:
+            predict(messages[i % len(messages)], timeout=60)
+        except grpc.RpcError as e:
+            return e.code().name
+        return None
+
+    return call, channel.close
+
+
+def rest_caller(address, model_name, signature, input_key):
+    """(call(i) POSTing the i-th word to the REST API, close): one keep-alive HTTP connection.
+
+    The standard library's `http.client` with TCP_NODELAY, the leanest Python client (as the gRPC
+    clients use gRPC's C core): `requests` costs about 0.4 ms more CPU per call in this process.
+    """
+    host, port = address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.connect()
+    connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    path = f"/v1/models/{model_name}:predict"
+    headers = {"Content-Type": "application/json"}
+    bodies = [json.dumps({"signature_name": signature, "inputs": {input_key: [word]}}).encode() for word in WORDS]
+
+    def call(i):
+        connection.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return None if response.status == 200 else f"HTTP {response.status}"
+
+    return call, connection.close
+
+
+def run_clients(caller, clients, seconds):
+    """`clients` threads send single-word requests for `seconds`; returns (words/s, p50 ms, p99 ms, errors).
+
+    `caller()` makes one client's (call(i), close).
+    """
     latencies, errors = [], []
     lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
 
     def client(index):
-        channel = grpc.insecure_channel(address)
-        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
-        requests = []
-        for word in WORDS:
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name, request.model_spec.signature_name = model_name, signature
-            request.inputs[input_key].CopyFrom(ndarray_to_proto(np.array([word.encode()], dtype=object)))
-            requests.append(request)
-        try:
-            predict(requests[0], timeout=60)  # connect before the clock starts
-        except grpc.RpcError:
+        call, close = caller()
+        error = call(0)  # connect before the clock starts
+        if error is not None:
             barrier.abort()  # the model cannot answer: stop the run instead of waiting forever
-            raise
+            raise RuntimeError(error)
         barrier.wait()
         mine, i, end = [], index, time.perf_counter() + seconds
         while time.perf_counter() < end:
             started = time.perf_counter()
-            try:
-                predict(requests[i % len(requests)], timeout=60)
+            error = call(i)
+            if error is None:
                 mine.append(time.perf_counter() - started)
-            except grpc.RpcError as e:
+            else:
                 with lock:
-                    errors.append(e.code().name)
+                    errors.append(error)
             i += 1
-        channel.close()
+        close()
         with lock:
             latencies.extend(mine)
 
@@ -140,7 +190,7 @@ def run_clients(address, model_name, signature, input_key, clients, seconds):
     except threading.BrokenBarrierError:
         for t in threads:
             t.join()
-        raise RuntimeError(f"a client could not get an answer from {address}; see the error above") from None
+        raise RuntimeError("a client could not get an answer; see the error above") from None
     started = time.perf_counter()
     for t in threads:
         t.join()
@@ -193,6 +243,12 @@ def write_toy_model(base_path):
     import serving_fixtures
 
     return serving_fixtures.write_words(base_path, 1)
+
+
+def rest_to_grpc_p99(rows):
+    """{(batching, clients): REST p99 / gRPC p99} for the rows measured over both."""
+    p99 = {(b, p, c): value for b, p, c, _, _, value, _ in rows}
+    return {(b, c): p99[(b, "rest", c)] / p99[(b, "grpc", c)] for b, p, c in p99 if p == "grpc" and (b, "rest", c) in p99}
 
 
 def write_results(path, section):
@@ -339,8 +395,8 @@ def decoding_settings_main(args, argv):
             beam_width = int(tf.make_ndarray(defaults["beam_width"])[0])
             max_length = int(tf.make_ndarray(defaults["max_length"])[0])
             signature.retire()
-        process, address = start_server(base_path, args.model_name, True, args.batch_timeout_micros, workdir,
-                                        args.num_batch_threads, args.server_flag)
+        process, address, _ = start_server(base_path, args.model_name, True, args.batch_timeout_micros, workdir,
+                                           args.num_batch_threads, args.server_flag)
         results = {(mode, c): [] for mode in modes for c in args.clients.split(",")}
         try:
             requests = {mode: decoding_requests(args.model_name, args.input_key, mode, beam_width, max_length, seed=0)
@@ -421,6 +477,7 @@ def main(argv=None):
     p.add_argument("--signature", default="serving_default")
     p.add_argument("--input_key", default="words")
     p.add_argument("--clients", default="1,8,32")
+    p.add_argument("--protocols", default="grpc,rest", help="grpc, rest or both (interleaved per client count)")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each client run")
     p.add_argument("--batch_timeout_micros", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=20, help="in-process timing rounds")
@@ -453,23 +510,32 @@ def main(argv=None):
         version_path = versions[max(versions)]
 
         rows = []
+        protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+        load = os.getloadavg()
         for batching in () if args.in_process_only else (False, True):
-            process, address = start_server(base_path, args.model_name, batching, args.batch_timeout_micros, workdir,
-                                            args.num_batch_threads, args.server_flag)
+            process, grpc_address, rest_address = start_server(
+                base_path, args.model_name, batching, args.batch_timeout_micros, workdir, args.num_batch_threads,
+                args.server_flag,
+            )
+            callers = {
+                "grpc": lambda: grpc_caller(grpc_address, args.model_name, args.signature, args.input_key),
+                "rest": lambda: rest_caller(rest_address, args.model_name, args.signature, args.input_key),
+            }
             try:
                 for clients in (int(c) for c in args.clients.split(",")):
-                    words_s, p50, p99, errors = run_clients(
-                        address, args.model_name, args.signature, args.input_key, clients, args.seconds
-                    )
-                    rows.append((batching, clients, words_s, p50, p99, errors))
-                    print(
-                        f"batching {'on ' if batching else 'off'} clients {clients:>2}: {words_s:8.0f} words/s  "
-                        f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  errors {errors}",
-                        flush=True,
-                    )
+                    for protocol in protocols:
+                        words_s, p50, p99, errors = run_clients(callers[protocol], clients, args.seconds)
+                        rows.append((batching, protocol, clients, words_s, p50, p99, errors))
+                        print(
+                            f"batching {'on ' if batching else 'off'} {protocol:<4} clients {clients:>2}: "
+                            f"{words_s:8.0f} words/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  errors {errors}",
+                            flush=True,
+                        )
             finally:
                 process.terminate()
                 process.wait(timeout=60)
+        for (b, c), r in rest_to_grpc_p99(rows).items():
+            print(f"REST p99 / gRPC p99, batching {'on' if b else 'off'}, {c} clients: {r:.2f}", flush=True)
         speeds = []
         for batch in (1, 256):
             eager, session = in_process(version_path, args.signature, args.input_key, batch, args.rounds)
@@ -497,18 +563,28 @@ def main(argv=None):
             f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other work), no GPU, "
             f"Python {platform.python_version()}, TensorFlow {tf.__version__}, grpcio {grpc.__version__}",
             f"- Command: `{command.strip()}`",
+            f"- Load average (1, 5, 15 min) at the start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}",
             f"- Model: {model_label}, signature `{args.signature}`, version {max(versions)}",
             "- Server: `keras-seq serve` in its own process on 127.0.0.1; clients are threads of the benchmark "
             f"process, one single-word Predict at a time each, {args.seconds:g} s per row; batching on = "
             f"max_batch_size 256, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads "
             f"{args.num_batch_threads or os.cpu_count()}; other server flags: {' '.join(args.server_flag) or 'none'}.",
+            "- Clients: gRPC, the stock stub on one channel each; REST, one keep-alive `http.client` connection each "
+            "(TCP_NODELAY) posting `{\"signature_name\": ..., \"inputs\": {...}}`; the two protocols alternate "
+            "per client count on the same server.",
             "",
-            "| batching | clients | words/s | p50 ms | p99 ms | errors |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| batching | protocol | clients | words/s | p50 ms | p99 ms | errors |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| {'on' if b else 'off'} | {c} | {w:.0f} | {p50:.2f} | {p99:.2f} | {e} |" for b, c, w, p50, p99, e in rows
+            f"| {'on' if b else 'off'} | {'REST' if p == 'rest' else 'gRPC'} | {c} | {w:.0f} | {p50:.2f} | {p99:.2f} | {e} |"
+            for b, p, c, w, p50, p99, e in rows
         ]
+        ratios = rest_to_grpc_p99(rows)
+        if ratios:
+            lines += ["", "REST p99 / gRPC p99 (issue 18 target at 8 clients: <= 1.5): " + ", ".join(
+                f"batching {'on' if b else 'off'}, {c} clients: {r:.2f}" for (b, c), r in ratios.items()
+            ) + "."]
         lines += [
             "",
             "In-process (median of rounds):",

@@ -5,7 +5,8 @@
 2. Export it as a SavedModel into TF Serving's repository layout: `export/g2p/<version>/`.
 3. Start the local TF-Serving-compatible gRPC server (`keras-seq serve`) on that repository.
 4. Query it with the gRPC client (the `tensorflow-serving-api` stubs) and print a table of
-   words, pronunciations, scores and latencies.
+   words, pronunciations, scores and latencies; then print the `keras-seq serve` and `curl`
+   commands that serve the export again and query it over TF Serving's REST API.
 
 Production serves the same `export/` folder with the TF Serving container (see `serving/`).
 """
@@ -102,7 +103,20 @@ def main(argv=None):
         print(f"\nServed by model g2p, version {version}, from {os.path.abspath(args.export_base)}")
     finally:
         server.stop(grace=1)
+    print("\nTo serve this export again (gRPC on 8500, REST on 8501) and query it over REST:\n")
+    for command in serve_again_commands(args.export_base):
+        print(f"    {command}")
     return 0
+
+
+def serve_again_commands(export_base, words=("hello", "world")):
+    """The `keras-seq serve` and `curl` commands that serve and query the demo's export again."""
+    body = '{"inputs": {"words": [' + ", ".join(f'"{w}"' for w in words) + "]}}"
+    return [
+        f"keras-seq serve --model_name=g2p --model_base_path={os.path.abspath(export_base)} "
+        "--port=8500 --rest_api_port=8501 &",
+        f"curl -d '{body}' localhost:8501/v1/models/g2p:predict",
+    ]
 
 
 if __name__ == "__main__":

@@ -48,11 +48,12 @@ The pieces `keras_seq.g2p.train` (and any keras-seq training script) uses:
   worker runs the same code; only the chief's files are the run's).
 
 TPU constraints (TensorFlow's ``"tpu"`` path cannot run here; JAX's runs over CPU devices):
-every batch must have one static shape (``static_shapes=True``, which ``strategy="tpu"``
-implies: padded batches, ``drop_remainder=True``), no Python control flow on tensor values in
-``call`` (the keras-seq layers loop with `jax.lax.scan` / `tf.while_loop`), and the training
-step must compile with XLA (``jit_compile=True``) once, for that one shape;
-`check_tpu_constraints` checks all three on CPU, on either backend.
+every batch must have a static shape (``static_shapes=True``, which ``strategy="tpu"``
+implies: full batches of fixed shapes: on JAX one shape per length bucket, on TensorFlow one
+shape for all batches), no Python control flow on tensor values in ``call`` (the keras-seq
+layers loop with `jax.lax.scan` / `tf.while_loop`), and the training step must compile with
+XLA (``jit_compile=True``) once per shape; `check_tpu_constraints` checks all three on CPU, on
+either backend.
 """
 
 from __future__ import annotations
@@ -259,11 +260,15 @@ def _build_without_iterating(model, dataset):
     another tf.data reshuffle seed, and every epoch would see another order than on TensorFlow
     (whose `fit` builds while tracing). Only shapes and dtypes are used (unknown sizes: 1)."""
     import numpy as np
-    import tensorflow as tf
 
     build = getattr(model, "_symbolic_build", None)  # Keras 3's own build, from one data batch
     if build is None:
         return
+    if isinstance(dataset, keras.utils.PyDataset):  # no TensorFlow: its batches do not draw seeds
+        build(data_batch=dataset[0])
+        return
+    import tensorflow as tf
+
     batch = tf.nest.map_structure(
         lambda spec: np.zeros([d if d is not None else 1 for d in spec.shape], spec.dtype.as_numpy_dtype),
         dataset.element_spec)
@@ -709,13 +714,15 @@ def check_tpu_constraints(model, dataset, steps=None, strategy=None):
     """Checks, on any device and either backend, what a TPU needs of a compiled model and its
     training dataset:
 
-    - every batch of `dataset` (its ``element_spec``) has a fully static shape (padded
-      batches, ``drop_remainder=True``);
     - the model's training step compiles with XLA (``jit_compile=True``; on JAX every step is
-      `jax.jit`) and is traced for one static batch shape only, for all the batches it trains
-      on (a second trace, or an unknown dimension in the traced batch, is a dynamic shape: a TPU
-      would compile again, or not at all), with finite losses. (TensorFlow may trace one
-      shape twice; it is the set of traced shapes that must be one static shape.)
+      `jax.jit`) and is traced only for fully static batch shapes (an unknown dimension in a
+      traced batch is a dynamic shape: a TPU would not compile it), for full batches only (one
+      batch size), with finite losses;
+    - on TensorFlow, every batch of `dataset` (its ``element_spec``) has one fully static shape
+      and the step is traced for that one shape (Keras's traced step, ``reduce_retracing``,
+      turns a step traced for several shapes into one of dynamic shape; TensorFlow may trace
+      one shape twice); on JAX, where `jax.jit` compiles each shape once and never relaxes it,
+      a few fixed shapes (one per length bucket) are allowed, each traced once.
 
     It trains `model` one epoch of `dataset` (or its first `steps` batches; its weights change)
     under `strategy` (a `make_strategy` object; JAX: its distribution places the batches), and
@@ -724,17 +731,19 @@ def check_tpu_constraints(model, dataset, steps=None, strategy=None):
     """
     import contextlib
 
-    import tensorflow as tf
+    one_shape = keras.backend.backend() == "tensorflow"
+    if one_shape:
+        import tensorflow as tf
 
-    for spec in tf.nest.flatten(dataset.element_spec):
-        if not spec.shape.is_fully_defined():
-            raise ValueError(f"TPU: a batch component has a dynamic shape {spec.shape} "
-                             "(pad to one length and batch with drop_remainder=True)")
+        for spec in tf.nest.flatten(dataset.element_spec):
+            if not spec.shape.is_fully_defined():
+                raise ValueError(f"TPU: a batch component has a dynamic shape {spec.shape} "
+                                 "(pad to one length and batch with drop_remainder=True)")
     traced = []
     train_step = model.train_step
 
     def counted(*args):  # Python runs only while the backend traces the step (jax.jit / tf.function)
-        traced.append([tuple(getattr(t, "shape", ())) for t in tf.nest.flatten(args[-1])])
+        traced.append([tuple(getattr(t, "shape", ())) for t in keras.tree.flatten(args[-1])])
         return train_step(*args)
 
     model.jit_compile = True
@@ -745,15 +754,23 @@ def check_tpu_constraints(model, dataset, steps=None, strategy=None):
         model.make_train_function(force=True)
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
-            data = dataset.take(steps) if steps else dataset
-            history = model.fit(data, epochs=1, verbose=0, shuffle=False)
+            history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
     finally:
         del model.train_step
         model.make_train_function(force=True)
     shapes = sorted({tuple(batch) for batch in traced}, key=str)
-    if len(shapes) != 1 or any(d is None for shape in shapes[0] for d in shape):
-        raise ValueError(f"TPU: the training step was traced for the batch shapes {shapes}: a dynamic shape "
-                         "(one static shape compiles once)")
+    if any(d is None for shape in shapes for batch in shape for d in batch):
+        raise ValueError(f"TPU: the training step was traced for the batch shapes {shapes}: a dynamic shape")
+    sizes = sorted({batch[0] for shape in shapes for batch in shape if batch})
+    if len(sizes) > 1:
+        raise ValueError(f"TPU: the training step was traced for batches of {sizes} rows: partial batches "
+                         "compile a program each (batch with drop_remainder=True)")
+    if one_shape and len(shapes) != 1:
+        raise ValueError(f"TPU: the training step was traced for the batch shapes {shapes}: TensorFlow relaxes "
+                         "a step traced for several shapes to a dynamic shape (one static shape compiles once)")
+    if not one_shape and len(traced) != len(shapes):
+        raise ValueError(f"TPU: the training step was traced {len(traced)} times for {len(shapes)} batch shapes: "
+                         "a dynamic shape (each static shape compiles once)")
     loss = history.history["loss"]
     if not all(map(lambda v: v == v and abs(v) != float("inf"), loss)):
         raise ValueError(f"TPU: the XLA-compiled training step gave a non-finite loss {loss}")

@@ -10,7 +10,8 @@ renamed to the version number.
 - `write_two_inputs`: `serving_default` a:float[-1], b:int32[-1] -> sum:float[-1], prod:float[-1].
 - `write_words`: a G2P look-alike: `serving_default` words:string[-1] -> pronunciation:string[-1],
   score:float[-1], nbest:string[-1,2], nbest_scores:float[-1,2]; `greedy` the same without the
-  n-best list; `tokens` ids:int32[-1,-1] -> ids:int32[-1,-1].
+  n-best list; `tokens` ids:int32[-1,-1] -> ids:int32[-1,-1]; `echo` words -> words_bytes (the same
+  strings, which TF Serving's REST API answers as `{"b64": ...}`).
 
 As a script, `python tests/serving_fixtures.py DIR` writes the toy repository (and
 `DIR/models.config`) that the contract tests expect of a real TF Serving.
@@ -168,10 +169,16 @@ class Words(tf.Module):
     def tokens(self, ids):
         return {"ids": ids + 1}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")])
+    def echo(self, words):
+        """The words back, under an alias that TF Serving's REST API answers in base64 (`_bytes`)."""
+        return {"words_bytes": words}
+
 
 def write_words(base_path, version=1, tag="", warmup=True):
     module = Words(" " + tag if tag else "")
     signatures = {"serving_default": module.serve, "greedy": module.greedy, "tokens": module.tokens}
+    signatures["echo"] = module.echo
     requests = None
     if warmup:
         import numpy as np

@@ -27,6 +27,11 @@ def test_demo_trains_exports_serves_and_predicts_over_grpc(tmp_path):
     assert [r[0] for r in rows] == ["abc", "hello"], out
     assert all(r[-1] == "ms" for r in rows)
     assert "Served by model g2p, version 1" in out
+    # It ends with the commands that serve the export again, and query it over REST.
+    tail = out.rstrip().splitlines()[-2:]
+    assert tail[0].strip().startswith("keras-seq serve --model_name=g2p --model_base_path=")
+    assert str(tmp_path / "export" / "g2p") in tail[0] and "--rest_api_port=8501" in tail[0]
+    assert tail[1].strip().startswith("curl -d '{\"inputs\": {\"words\": [") and tail[1].endswith(":predict")
 
     # A second run reuses the trained model and exports the next version.
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

@@ -51,6 +51,10 @@ COMMANDS = {
 }
 
 
+# SavedModels, TF Serving's protocol and the exported graphs are TensorFlow's on any backend.
+_NEED_TENSORFLOW = ("serve", "predict", "export", "demo")
+
+
 def _usage():
     lines = ["usage: keras-seq COMMAND [ARGS...]", "", "commands:"]
     for name, (_, _, help_text) in COMMANDS.items():
@@ -70,8 +74,15 @@ def main(argv=None):
         print(f"keras-seq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _ = COMMANDS[name]
-    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" or name in ("serve", "predict", "export"):
-        import_tensorflow_quietly()
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" or name in _NEED_TENSORFLOW:
+        try:
+            import_tensorflow_quietly()
+        except ModuleNotFoundError as e:
+            if e.name != "tensorflow":
+                raise
+            print(f"keras-seq {name}: needs TensorFlow, which is not installed here (pip install tensorflow); "
+                  "without it, train and evaluate run on KERAS_BACKEND=jax", file=sys.stderr)
+            return 2
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

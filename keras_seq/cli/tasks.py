@@ -66,7 +66,7 @@ class ReverseConfig(G2PConfig):
     embedding_dim: int = setting(32, "size of the token embeddings", model=True, minimum=1)
     learning_rate: float = setting(5e-3, "Adam's initial learning rate")
     attention: bool = setting(True, "additive attention over the encoder's outputs", model=True)
-    static_shapes: bool = setting(True, "pad all batches to one shape (one traced step)")
+    static_shapes: bool = setting(True, "full batches of fixed shapes only (see keras-seq train g2p --help)")
 
 
 TASKS = {"seq2seq": Seq2SeqConfig, "g2p": G2PConfig, "reverse": ReverseConfig}

@@ -14,8 +14,6 @@ from keras_seq.g2p.data import (
     PAD_ID,
     START,
     START_ID,
-    CharTokenizer,
-    PhonemeDetokenizer,
     Vocabulary,
     build_char_vocabulary,
     build_phoneme_vocabulary,
@@ -76,3 +74,11 @@ from keras_seq.export.registry import register_model_directory as _register  # n
 from keras_seq.g2p.model import G2P  # noqa: E402
 
 _register(G2P.SETTINGS_FILE, G2P.load_for_export)
+
+
+def __getattr__(name):
+    if name in ("CharTokenizer", "PhonemeDetokenizer"):  # TensorFlow layers: imported on first use
+        from keras_seq.g2p import tokenizers
+
+        return getattr(tokenizers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

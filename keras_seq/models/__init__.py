@@ -10,6 +10,9 @@
 - `EncoderDecoder`: sequence to sequence of another length, with teacher forcing, beam search,
   the context optionally fed to every decoder step, and optional attention (Fig. 10.12).
 - `EncoderDecoderEnsemble`: several encoder-decoders decoded as one (mean log-probabilities).
+- `Adam` (`keras_seq.models.optimizers`): Adam with the same update on TensorFlow and JAX (the
+  embeddings' gradients summed before the update); the training loop compiles with it, so the
+  model files it saves name it, and it lives beside the models that load them.
 """
 
 from keras_seq.models.classifier import SequenceClassifier
@@ -20,3 +23,4 @@ from keras_seq.models.taggers import BidirectionalTagger, SequenceTagger
 from keras_seq.models.seq2seq import AdditiveAttention, EncoderDecoder
 from keras_seq.models.ensemble import EncoderDecoderEnsemble
 from keras_seq.models.language_model import RNNLanguageModel, teacher_forcing_arrays
+from keras_seq.models.optimizers import Adam

@@ -1,4 +1,4 @@
-"""Serving: a TF-Serving-compatible local gRPC server, a client, and TF Serving's config files.
+"""Serving: a TF-Serving-compatible local gRPC and REST server, clients, and TF Serving's config files.
 
 This package never imports model code (nothing from `keras_seq` outside `keras_seq.serving`, and
 never `keras`): it serves SavedModels as TF Serving does.
@@ -13,6 +13,10 @@ def __getattr__(name):
         from keras_seq.serving.client import Client
 
         return Client
+    if name == "RestClient":
+        from keras_seq.serving.rest_client import RestClient
+
+        return RestClient
     if name == "create_server":
         from keras_seq.serving.server import create_server
 
@@ -20,4 +24,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_seq.serving' has no attribute {name!r}")
 
 
-__all__ = ["Client", "ServingError", "create_server"]
+__all__ = ["Client", "RestClient", "ServingError", "create_server"]

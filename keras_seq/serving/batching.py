@@ -142,9 +142,10 @@ class BatchScheduler:
     Use `scheduler.run` wherever a runner is expected, and `close()` it at shutdown.
     """
 
-    def __init__(self, options):
+    def __init__(self, options, metrics=None):
         options.validate()
         self.options = options
+        self.metrics = metrics  # a metrics.Metrics (batch sizes), or None
         self._queue = collections.deque()
         self._queued_rows = 0
         self._cond = threading.Condition()
@@ -183,6 +184,8 @@ class BatchScheduler:
             self._queue.append(task)
             self._queued_rows += size
             self._cond.notify()
+        if self.metrics is not None:
+            self.metrics.record_input(size)
         if task.deadline != _NO_DEADLINE and not task.done.wait(max(0.0, task.deadline - time.monotonic())):
             with self._cond:
                 if not task.taken:  # still queued: leave the queue, never run
@@ -308,5 +311,7 @@ class BatchScheduler:
             for task in batch:
                 task.error = error
         self.batches_run += 1
+        if self.metrics is not None:
+            self.metrics.record_batch(rows, padded)
         for task in batch:
             task.done.set()

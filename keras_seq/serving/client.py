@@ -14,8 +14,9 @@ Decoding settings of a keras-seq export go to its ``decode`` signature, one valu
 
     >>> client.predict("g2p", ["hello"], beam_width=2, num_results=2)   # doctest: +SKIP
 
-`keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word
-(``--beam-width``, ``--num-results``, ``--max-length``, ``--length-penalty``: the settings).
+`keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word (`--rest`: over
+TF Serving's REST API, with `rest_client.RestClient`, which has this class's interface;
+``--beam-width``, ``--num-results``, ``--max-length``, ``--length-penalty``: decoding settings).
 """
 
 import os
@@ -81,6 +82,40 @@ def proto_to_numpy(proto):
     import tensorflow as tf
 
     return tf.make_ndarray(proto)
+
+
+def with_decoding_settings(client, model, inputs, signature_name, version, settings, timeout=None):
+    """``(signature name, inputs)`` of a request with decoding `settings` (``beam_width``,
+    ``num_results``, ``max_length``, ``length_penalty``; None: not given).
+
+    With no setting given, both come back as they are. Otherwise the signature is ``decode``
+    unless `signature_name` names another, and every setting is sent with one value per row (one
+    value given applies to every row), those not given with the export's defaults, read from
+    `client.metadata`: a request of several rows must send every input with its number of rows to
+    merge with others under server-side batching.
+    """
+    settings = {name: value for name, value in settings.items() if value is not None}
+    if not settings:
+        return signature_name, inputs
+    unknown = sorted(set(settings) - set(DECODING_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown decoding setting(s) {unknown}; the settings are {list(DECODING_SETTINGS)}")
+    signature_name = signature_name or DECODE_SIGNATURE
+    rows = len(next(iter(inputs.values()))) if inputs else 0
+    if set(settings) != set(DECODING_SETTINGS):
+        signatures = client.metadata(model, version, timeout)
+        if signature_name not in signatures:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"model {model!r} has no {signature_name!r} signature to take decoding settings "
+                               f"(an export made before per-request settings?); it has {sorted(signatures)}")
+        defaults = signatures[signature_name].defaults
+        for name in DECODING_SETTINGS:
+            if name not in settings and name in defaults:
+                settings[name] = proto_to_numpy(defaults[name])
+    dtypes = {"length_penalty": np.float32}
+    per_row = {name: np.broadcast_to(np.asarray(value, dtypes.get(name, np.int32)).reshape(-1), (rows,)).copy()
+               for name, value in settings.items()}
+    return signature_name, {**inputs, **per_row}
 
 
 class Client:
@@ -155,42 +190,17 @@ class Client:
     ):
         """Runs a signature; returns {output alias: NumPy array}.
 
-        `inputs` is {alias: array-like}; a bare list of strings is sent as `words`.
-        `settings`: decoding settings of keras-seq's ``decode`` signature (``beam_width``,
-        ``num_results``, ``max_length``, ``length_penalty``; one value for every row, or one per
-        row), which is then the signature unless `signature_name` names another. They are sent
-        with one value per row, and the settings not given with the export's defaults (read from
-        the model's metadata), so that the request merges with others under server-side batching.
+        `inputs` is {alias: array-like}; a bare list of strings is sent as `words` (an empty list as
+        an empty string tensor, so the answer has no rows).
+        `settings`: decoding settings of keras-seq's ``decode`` signature (see
+        `with_decoding_settings`), which is then the signature unless `signature_name` names another.
         """
         if not isinstance(inputs, dict):
-            inputs = {"words": inputs}
-        settings = {name: value for name, value in settings.items() if value is not None}
-        if settings:
-            signature_name = signature_name or DECODE_SIGNATURE
-            inputs = {**inputs, **self._per_row_settings(model, signature_name, version, inputs, settings, timeout)}
+            inputs = {"words": np.array([w.encode() if isinstance(w, str) else w for w in inputs], dtype=object)}
+        signature_name, inputs = with_decoding_settings(self, model, inputs, signature_name, version, settings, timeout)
         request = make_request(model, inputs, signature_name, version, version_label, output_filter)
         response = self.predict_response(request, timeout)
         return {alias: proto_to_numpy(proto) for alias, proto in response.outputs.items()}
-
-    def _per_row_settings(self, model, signature_name, version, inputs, settings, timeout):
-        """`settings` (and the signature's defaults of those not given) with one value per row."""
-        unknown = sorted(set(settings) - set(DECODING_SETTINGS))
-        if unknown:
-            raise TypeError(f"unknown decoding setting(s) {unknown}; the settings are {list(DECODING_SETTINGS)}")
-        rows = len(next(iter(inputs.values()))) if inputs else 0
-        if set(settings) != set(DECODING_SETTINGS):
-            signatures = self.metadata(model, version, timeout)
-            if signature_name not in signatures:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"model {model!r} has no {signature_name!r} signature to take decoding settings "
-                                   f"(an export made before per-request settings?); it has {sorted(signatures)}")
-            defaults = signatures[signature_name].defaults
-            for name in DECODING_SETTINGS:
-                if name not in settings and name in defaults:
-                    settings[name] = proto_to_numpy(defaults[name])
-        dtypes = {"length_penalty": np.float32}
-        return {name: np.broadcast_to(np.asarray(value, dtypes.get(name, np.int32)).reshape(-1), (rows,)).copy()
-                for name, value in settings.items()}
 
     def metadata(self, model, version=None, timeout=None):
         """{signature name: SignatureDef} of the model (GetModelMetadata)."""
@@ -258,9 +268,17 @@ def _read(path):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="keras-seq predict", description="Query a TF Serving model over gRPC.")
+    p = argparse.ArgumentParser(
+        prog="keras-seq predict", description="Query a TF Serving model over gRPC (or its REST API with --rest)."
+    )
     p.add_argument("words", nargs="+", metavar="WORD")
-    p.add_argument("--server", default="127.0.0.1:8500", help="HOST:PORT of TF Serving or keras-seq serve")
+    p.add_argument(
+        "--server",
+        help="HOST:PORT of TF Serving or keras-seq serve (default 127.0.0.1:8500, or 127.0.0.1:8501 with --rest)",
+    )
+    p.add_argument(
+        "--rest", action="store_true", help="use the REST API (TF Serving's --rest_api_port) instead of gRPC"
+    )
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--signature_name", default="", help="signature (default serving_default)")
     p.add_argument("--input_key", default="words", help="input alias the words are sent under")
@@ -298,7 +316,13 @@ def main(argv=None):
             private_key=_read(args.ssl_client_key) if args.ssl_client_key else None,
             certificate_chain=_read(args.ssl_client_cert) if args.ssl_client_cert else None,
         )
-    with Client(args.server, timeout=args.timeout, **tls) as client:
+    if args.rest:
+        from keras_seq.serving.rest_client import RestClient as client_class
+
+        server = args.server or "127.0.0.1:8501"
+    else:
+        client_class, server = Client, args.server or "127.0.0.1:8500"
+    with client_class(server, timeout=args.timeout, **tls) as client:
         try:
             started = time.perf_counter()
             outputs = client.predict(

@@ -1,8 +1,9 @@
 """The one error type of the serving package: a gRPC status code and a message.
 
 The server raises `ServingError` wherever TF Serving returns a non-OK status, and turns it into the
-RPC's status; the client raises it for every failed call, so code written against one side reads
-the same as code written against the other.
+RPC's status (or, on the REST port, into `{"error": message}` with `http_status(code)`); the
+clients raise it for every failed call, so code written against one side reads the same as code
+written against the other.
 """
 
 import grpc
@@ -88,3 +89,43 @@ def from_tensorflow_error(error):
     if error_code is not None and message is not None:
         return ServingError(code_from_number(error_code), message)
     return ServingError(grpc.StatusCode.UNKNOWN, str(error) or type(error).__name__)
+
+
+# TF Serving's REST port answers a status with this HTTP code (model_servers/http_server.cc
+# ToHTTPStatusCode); anything else is 500.
+_HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+
+
+def http_status(code):
+    """The HTTP status code of TF Serving's REST answer for a `grpc.StatusCode`."""
+    return _HTTP_STATUS.get(code, 500)
+
+
+def code_from_http_status(status):
+    """The `grpc.StatusCode` a REST client reports for an HTTP status (the first that maps to it;
+    400 is INVALID_ARGUMENT, 500 INTERNAL, 409 ABORTED); UNKNOWN when none does."""
+    return _CODES_BY_HTTP.get(status, grpc.StatusCode.UNKNOWN)
+
+
+_CODES_BY_HTTP = {}
+for _code, _status in _HTTP_STATUS.items():
+    _CODES_BY_HTTP.setdefault(_status, _code)
+_CODES_BY_HTTP[500] = grpc.StatusCode.INTERNAL

@@ -216,13 +216,12 @@ def find_predict_signature(servable, signature_name):
     return key, signature
 
 
-def predict(servable, request, runner=direct_runner, deadline=None, max_tensor_bytes=None):
-    """Runs a PredictRequest on `servable`; returns a PredictResponse or raises ServingError.
+def predict_arrays(servable, request, runner=direct_runner, deadline=None, max_tensor_bytes=None):
+    """Runs a PredictRequest on `servable` with every check of `predict`; returns (the resolved
+    signature key, the request message, {output alias: NumPy array}) or raises ServingError.
 
-    Args:
-        request: a PredictRequest, or a `HeldRequest` (emptied of its inputs once they are parsed).
-        deadline: the client's deadline (`time.monotonic()` time) or None.
-        max_tensor_bytes: the most memory the parsed inputs may take, or None for no limit.
+    The REST API answers from the arrays (it writes JSON, not a PredictResponse); `predict` writes
+    them into the PredictResponse.
     """
     held, request = request, request_message(request)
     key, signature = find_predict_signature(servable, request.model_spec.signature_name)
@@ -233,9 +232,21 @@ def predict(servable, request, runner=direct_runner, deadline=None, max_tensor_b
     aliases = _output_aliases(signature, request.output_filter)
     fetches = list(dict.fromkeys(signature.outputs[a].name for a in aliases))
     values = dict(zip(fetches, runner(servable, feeds, fetches, deadline=deadline)))
+    return key, request, {alias: values[signature.outputs[alias].name] for alias in aliases}
+
+
+def predict(servable, request, runner=direct_runner, deadline=None, max_tensor_bytes=None):
+    """Runs a PredictRequest on `servable`; returns a PredictResponse or raises ServingError.
+
+    Args:
+        request: a PredictRequest, or a `HeldRequest` (emptied of its inputs once they are parsed).
+        deadline: the client's deadline (`time.monotonic()` time) or None.
+        max_tensor_bytes: the most memory the parsed inputs may take, or None for no limit.
+    """
+    key, request, outputs = predict_arrays(servable, request, runner, deadline, max_tensor_bytes)
     response = predict_pb2.PredictResponse()
-    for alias in aliases:
-        response.outputs[alias].CopyFrom(ndarray_to_proto(values[signature.outputs[alias].name]))
+    for alias, value in outputs.items():
+        response.outputs[alias].CopyFrom(ndarray_to_proto(value))
     make_model_spec(response.model_spec, request.model_spec.name, key, servable.version)
     return response
 

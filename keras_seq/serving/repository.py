@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -144,6 +145,7 @@ class LoadOptions:
     warmup_iterations: int = 1
     session_config: object = None
     runner: object = None  # the runner warmup requests go through (batching included)
+    metrics: object = None  # a metrics.Metrics that counts load attempts, or None
 
 
 class ModelManager:
@@ -224,6 +226,7 @@ class ModelManager:
             self._versions[version] = record
         attempts = 1 + max(0, self.load_options.max_num_load_retries)
         for attempt in range(attempts):
+            started = time.perf_counter()
             try:
                 servable = Servable.load(self.name, version, path, session_config=self.load_options.session_config)
                 try:
@@ -234,6 +237,7 @@ class ModelManager:
                     servable.retire()
                     raise
             except Exception as e:
+                self._record_load(path, False, started)
                 error = errors.from_tensorflow_error(e)
                 log.error("Loading servable: {name: %s version: %d} failed: %s", self.name, version, error.message)
                 if attempt + 1 < attempts and not self._stop.wait(self.load_options.load_retry_interval_s):
@@ -243,10 +247,15 @@ class ModelManager:
                 with self._lock:
                     record.state, record.error = State.END, error
                 return
+            self._record_load(path, True, started)
             with self._lock:
                 record.servable, record.state = servable, State.AVAILABLE
             log.info("Successfully loaded servable version {name: %s version: %d}", self.name, version)
             return
+
+    def _record_load(self, path, ok, started):
+        if self.load_options.metrics is not None:
+            self.load_options.metrics.record_load(path, ok, time.perf_counter() - started)
 
     def _unload_unaspired(self, aspired):
         with self._lock:

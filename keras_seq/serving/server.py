@@ -1,13 +1,14 @@
-"""`keras-seq serve`: a local server that speaks TensorFlow Serving's gRPC API.
+"""`keras-seq serve`: a local server that speaks TensorFlow Serving's gRPC and REST APIs.
 
 It serves a TF Serving model repository (`base_path/<version>/saved_model.pb`) through the stock
-`tensorflow.serving.PredictionService` and `tensorflow.serving.ModelService`, with TF Serving's
-flags, status codes and messages, so a client written against one works unchanged against the
-other. Production uses the `tensorflow/serving` container (see `serving/README.md`); this server is
+`tensorflow.serving.PredictionService` and `tensorflow.serving.ModelService`, and, with
+`--rest_api_port`, TF Serving's REST API and Prometheus metrics (`rest.py`, `metrics.py`), with TF
+Serving's flags, status codes and messages, so a client written against one works unchanged against
+the other. Production uses the `tensorflow/serving` container (see `serving/README.md`); this server is
 the embedded default for development, the demo and the tests.
 
 Example:
-    keras-seq serve --model_name=g2p --model_base_path=$PWD/export/g2p --port=8500
+    keras-seq serve --model_name=g2p --model_base_path=$PWD/export/g2p --port=8500 --rest_api_port=8501
 
     from keras_seq.serving import create_server
     server, port = create_server(model_name="g2p", model_base_path="/abs/export/g2p", port=0)
@@ -55,6 +56,8 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 # bytes (a shape of 10^9 with one value), so this is checked before parsing.
 DEFAULT_MAX_REQUEST_TENSOR_BYTES = 64 * 1024 * 1024
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+DEFAULT_REST_API_TIMEOUT_MS = 30_000  # TF Serving's --rest_api_timeout_in_ms
+DEFAULT_REST_API_NUM_THREADS = 4 * (os.cpu_count() or 1)  # TF Serving's --rest_api_num_threads
 INT32_MAX = 2**31 - 1
 SHUTTING_DOWN = "Server is shutting down"
 
@@ -70,6 +73,9 @@ class ServerOptions:
 
     host: str = "127.0.0.1"
     port: int = 8500
+    rest_api_port: int = 0  # 0: no REST API (as TF Serving); -1: a free port (tests, benchmarks)
+    rest_api_timeout_in_ms: int = DEFAULT_REST_API_TIMEOUT_MS
+    rest_api_num_threads: int = DEFAULT_REST_API_NUM_THREADS
     model_name: str = "default"
     model_base_path: str = None
     model_config_file: str = None
@@ -169,25 +175,36 @@ class RequestTracker:
         return len(servables)
 
 
-def _call(context, handler, tracker=None):
-    """Runs `handler()`; a ServingError (or any failure) becomes the RPC's status, never a crash."""
+def _call(context, handler, tracker=None, metrics=None, model_name="", api=""):
+    """Runs `handler()`; a ServingError (or any failure) becomes the RPC's status, never a crash.
+
+    With `metrics`, the call is counted (and timed when it succeeds) under `model_name` and `api`.
+    """
+    started = time.perf_counter()
     try:
         if tracker is not None:
             tracker.enter()
         try:
-            return handler()
+            response = handler()
         finally:
             if tracker is not None:
                 tracker.exit()
+        if metrics is not None:
+            metrics.record_request(model_name, api, "GRPC", "OK", time.perf_counter() - started)
+        return response
     except errors.ServingError as e:
         code, message = e.code, e.message
     except Exception as e:  # noqa: BLE001 - the server must stay up whatever a request does
         log.exception("Request failed unexpectedly")
         code, message = grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
+    if metrics is not None:
+        metrics.record_request(model_name, api, "GRPC", code.name, time.perf_counter() - started)
     context.abort(code, errors.truncate_message(message))
 
 
-def _with_servable(core, model_spec, handler, tracker=None):
+def with_servable(core, model_spec, handler, tracker=None):
+    """Runs `handler(servable)` on the servable `model_spec` resolves to (held for shutdown by
+    `tracker`), and releases it; the gRPC servicers and the REST API both go through here."""
     servable = core.acquire(model_spec)
     try:
         if tracker is None:
@@ -209,15 +226,16 @@ def _require_model_spec(request):
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """`tensorflow.serving.PredictionService` over a ServerCore."""
 
-    def __init__(self, core, runner, tracker=None, max_tensor_bytes=None):
+    def __init__(self, core, runner, tracker=None, max_tensor_bytes=None, metrics=None):
         self.core = core
         self.runner = runner
         self.tracker = tracker
         self.max_tensor_bytes = max_tensor_bytes
+        self.metrics = metrics
 
     def _run(self, context, model_spec, method, request):
         deadline = _deadline(context)
-        return _with_servable(
+        return with_servable(
             self.core,
             model_spec,
             lambda s: method(s, request, self.runner, deadline, self.max_tensor_bytes),
@@ -234,12 +252,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             del message
             return self._run(context, model_spec, inference.predict, request)
 
-        return _call(context, handle, self.tracker)
+        name = inference.request_message(request).model_spec.name
+        return _call(context, handle, self.tracker, self.metrics, name, "Predict")
 
     def GetModelMetadata(self, request, context):
         def handle():
             inference.check_metadata_request(request)
-            return _with_servable(self.core, request.model_spec, lambda s: inference.metadata(s, request))
+            return with_servable(self.core, request.model_spec, lambda s: inference.metadata(s, request))
 
         return _call(context, handle, self.tracker)
 
@@ -248,14 +267,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             _require_model_spec(request)
             return self._run(context, request.model_spec, inference.classify, request)
 
-        return _call(context, handle, self.tracker)
+        return _call(context, handle, self.tracker, self.metrics, request.model_spec.name, "Classify")
 
     def Regress(self, request, context):
         def handle():
             _require_model_spec(request)
             return self._run(context, request.model_spec, inference.regress, request)
 
-        return _call(context, handle, self.tracker)
+        return _call(context, handle, self.tracker, self.metrics, request.model_spec.name, "Regress")
 
     def MultiInference(self, request, context):
         def handle():
@@ -276,37 +295,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self.tracker = tracker
 
     def GetModelStatus(self, request, context):
-        def handle():
-            _require_model_spec(request)
-            spec = request.model_spec
-            manager = self.core.manager(spec.name)
-            statuses = manager.version_statuses() if manager is not None else []
-            choice = spec.WhichOneof("version_choice")
-            if choice == "version_label":
-                statuses = self._for_label(spec, statuses)
-            elif choice == "version":
-                statuses = [s for s in statuses if s[0] == spec.version.value]
-                if not statuses:
-                    raise errors.not_found(f"Could not find version {spec.version.value} of model {spec.name}")
-            if not statuses:
-                raise errors.not_found(f"Could not find any versions of model {spec.name}")
-            response = get_model_status_pb2.GetModelStatusResponse()
-            for version, state, error in statuses:
-                entry = response.model_version_status.add(version=version, state=state)
-                if error is not None:
-                    entry.status.error_code = error.code.value[0]
-                    entry.status.error_message = error.message
-            return response
-
-        return _call(context, handle, self.tracker)
-
-    def _for_label(self, spec, statuses):
-        # Resolve the label as Predict does, then report that version.
-        servable = self.core.acquire(spec) if statuses else None
-        if servable is None:
-            raise errors.not_found(f"Could not find any versions of model {spec.name}")
-        servable.release()
-        return [s for s in statuses if s[0] == servable.version]
+        return _call(context, lambda: model_status(self.core, request), self.tracker)
 
     def HandleReloadConfigRequest(self, request, context):
         def handle():
@@ -314,6 +303,36 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             return model_management_pb2.ReloadConfigResponse()
 
         return _call(context, handle, self.tracker)
+
+
+def model_status(core, request):
+    """GetModelStatus: the versions of `request.model_spec`'s model and their states (gRPC and REST)."""
+    _require_model_spec(request)
+    spec = request.model_spec
+    manager = core.manager(spec.name)
+    statuses = manager.version_statuses() if manager is not None else []
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version_label":
+        # Resolve the label as Predict does, then report that version.
+        servable = core.acquire(spec) if statuses else None
+        if servable is None:
+            raise errors.not_found(f"Could not find any versions of model {spec.name}")
+        servable.release()
+        statuses = [s for s in statuses if s[0] == servable.version]
+    elif choice == "version":
+        statuses = [s for s in statuses if s[0] == spec.version.value]
+        if not statuses:
+            raise errors.not_found(f"Could not find version {spec.version.value} of model {spec.name}")
+    if not statuses:
+        raise errors.not_found(f"Could not find any versions of model {spec.name}")
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version, state, error in statuses:
+        entry = response.model_version_status.add(version=version, state=state)
+        entry.status.SetInParent()  # OK: code 0, no message, as TF Serving's ToStatusProto
+        if error is not None:
+            entry.status.error_code = error.code.value[0]
+            entry.status.error_message = error.message
+    return response
 
 
 # ------------------------------------------------------------------------------- server factory
@@ -355,14 +374,18 @@ def _held_predict_handler(servicer):
 
 
 class ModelServer:
-    """A running server: the gRPC server, its ServerCore and (optionally) its batch scheduler."""
+    """A running server: the gRPC server, its ServerCore, (optionally) its batch scheduler, REST
+    port (`rest_port`, None when off) and metrics (`metrics.Metrics`, None when off)."""
 
-    def __init__(self, grpc_server, core, scheduler, port, tracker=None):
+    def __init__(self, grpc_server, core, scheduler, port, tracker=None, rest_server=None, metrics=None):
         self.grpc_server = grpc_server
         self.core = core
         self.scheduler = scheduler
         self.port = port
         self.tracker = tracker or RequestTracker()
+        self.rest_server = rest_server
+        self.rest_port = rest_server.port if rest_server is not None else None
+        self.metrics = metrics
         self._stopped = threading.Event()
         self._config_watcher = None
 
@@ -413,6 +436,8 @@ class ModelServer:
         # workers and the pollers stop (a model load in progress cannot be interrupted and is
         # abandoned with its daemon thread).
         self.grpc_server.stop(0.2).wait(1.0)
+        if self.rest_server is not None:
+            self.rest_server.stop(timeout=0.2)
         if self._config_watcher is not None:
             self._config_watcher.join(timeout=0.2)
         if self.scheduler is not None:
@@ -466,8 +491,8 @@ def _batching_options(options):
     return BatchingOptions()
 
 
-def _credentials(options):
-    """gRPC server credentials from the SSL config, checked first (see `tls.check_ssl_config`)."""
+def _ssl_config(options):
+    """The SSLConfig of the gRPC and REST ports, checked (see `tls.check_ssl_config`), or None."""
     ssl = options.ssl_config
     source = "ssl_config"
     if ssl is None and options.ssl_config_file:
@@ -476,6 +501,13 @@ def _credentials(options):
     if ssl is None:
         return None
     tls.check_ssl_config(ssl, source)
+    return ssl
+
+
+def _credentials(ssl):
+    """gRPC server credentials from a checked SSLConfig (None: plaintext)."""
+    if ssl is None:
+        return None
     return grpc.ssl_server_credentials(
         [(ssl.server_key.encode(), ssl.server_cert.encode())],
         root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,
@@ -497,7 +529,28 @@ def _is_loopback(host):
         return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
-def _check_port_free(host, port):
+def _monitoring(options):
+    """(Metrics, path) when `--monitoring_config_file` enables Prometheus, else (None, None)."""
+    if not options.monitoring_config_file:
+        return None, None
+    path = options.monitoring_config_file
+    config = _read_config("--monitoring_config_file", path, config_lib.read_monitoring_config)
+    if not config.prometheus_config.enable:
+        return None, None
+    if not options.rest_api_port:
+        # TF Serving ignores the file then; say so rather than serve nothing silently.
+        log.warning("--monitoring_config_file %s enables Prometheus metrics, which are served on the REST port: "
+                    "set --rest_api_port to serve them", path)
+        return None, None
+    from keras_seq.serving.metrics import DEFAULT_PATH, Metrics
+
+    metrics_path = config.prometheus_config.path or DEFAULT_PATH
+    if not metrics_path.startswith("/") or metrics_path.lower().startswith("/v1/"):
+        raise ValueError(f"--monitoring_config_file {path}: path {metrics_path!r} must start with '/' and not '/v1/'")
+    return Metrics(), metrics_path
+
+
+def _check_port_free(host, port, what="gRPC"):
     """OSError naming the address when something already listens on it (before models load).
 
     The probe uses SO_REUSEADDR, as gRPC does, so only a listening socket counts, not a
@@ -517,7 +570,7 @@ def _check_port_free(host, port):
                 probe.bind(address)
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
-                    raise OSError(f"Could not bind {host}:{port}: the port is already in use") from None
+                    raise OSError(f"Could not bind the {what} port {host}:{port}: it is already in use") from None
                 # Other errors (an address family this host lacks) are left to gRPC's own bind.
 
 
@@ -551,17 +604,22 @@ def create_server(options=None, **overrides):
         if not hasattr(options, name):
             raise TypeError(f"create_server() got an unexpected option {name!r}")
         setattr(options, name, value)
-    if options.monitoring_config_file:
-        # Validated only: metrics are served by TF Serving's REST port.
-        _read_config("--monitoring_config_file", options.monitoring_config_file, config_lib.read_monitoring_config)
-        log.warning("Monitoring (Prometheus on the REST port) is served only by the tensorflow/serving container")
+    metrics, metrics_path = _monitoring(options)
     if options.batching_parameters_file and not options.enable_batching:
         raise ValueError("--batching_parameters_file is set but --enable_batching is not")
     # Everything that can be wrong with the flags and files is found before any model loads.
     model_config = _model_config(options)
-    credentials = _credentials(options)
+    ssl_config = _ssl_config(options)
+    credentials = _credentials(ssl_config)
     batching = _batching_options(options) if options.enable_batching else None
+    rest_port = max(0, options.rest_api_port) if options.rest_api_port else None
+    if options.rest_api_num_threads < 1:
+        raise ValueError(f"--rest_api_num_threads must be at least 1, not {options.rest_api_num_threads}")
+    if rest_port is not None and rest_port and rest_port == options.port:
+        raise ValueError(f"--rest_api_port {rest_port} is the gRPC --port too: give them different ports")
     _check_port_free(options.host, options.port)
+    if rest_port:
+        _check_port_free(options.host, rest_port, "REST API")
     if credentials is None and not _is_loopback(options.host):
         log.warning(
             "Serving on %s:%s without TLS: anyone who can reach it can call Predict, Classify, Regress, "
@@ -571,7 +629,7 @@ def create_server(options=None, **overrides):
             options.host,
             options.port,
         )
-    scheduler = BatchScheduler(batching) if batching is not None else None
+    scheduler = BatchScheduler(batching, metrics) if batching is not None else None
     runner = scheduler.run if scheduler is not None else inference.direct_runner
     load_options = LoadOptions(
         max_num_load_retries=options.max_num_load_retries,
@@ -580,9 +638,11 @@ def create_server(options=None, **overrides):
         warmup_iterations=options.num_request_iterations_for_warmup,
         session_config=_session_config(options),
         runner=runner,
+        metrics=metrics,
     )
     roots = options.allowed_model_roots or _default_roots(model_config)
     core = ServerCore(load_options, options.file_system_poll_wait_seconds, allowed_roots=roots)
+    rest_server = None
     try:
         core.apply_config(model_config, initial=True)
         grpc_server = grpc.server(
@@ -594,7 +654,7 @@ def create_server(options=None, **overrides):
             ],
         )
         tracker = RequestTracker()
-        servicer = PredictionServicer(core, runner, tracker, options.max_request_tensor_bytes)
+        servicer = PredictionServicer(core, runner, tracker, options.max_request_tensor_bytes, metrics)
         grpc_server.add_generic_rpc_handlers((_held_predict_handler(servicer),))  # before the stock one
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, grpc_server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core, tracker), grpc_server)
@@ -608,14 +668,30 @@ def create_server(options=None, **overrides):
             port = 0
         if not port:
             raise OSError(f"Could not bind {address}: is the port in use?")
+        if rest_port is not None:
+            from keras_seq.serving import rest
+
+            api = rest.RestApi(
+                core,
+                runner,
+                tracker,
+                options.max_request_bytes,
+                options.max_request_tensor_bytes,
+                options.rest_api_timeout_in_ms / 1000 if options.rest_api_timeout_in_ms > 0 else None,
+                metrics,
+                metrics_path,
+            )
+            rest_server = rest.RestServer(api, options.host, rest_port, ssl_config, options.rest_api_num_threads)
         grpc_server.start()
     except BaseException:
+        if rest_server is not None:
+            rest_server.stop()
         core.stop()
         if scheduler is not None:
             scheduler.close()
         raise
     core.start_polling()
-    server = ModelServer(grpc_server, core, scheduler, port, tracker)
+    server = ModelServer(grpc_server, core, scheduler, port, tracker, rest_server, metrics)
     if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
         server.watch_config_file(options.model_config_file, options.model_config_file_poll_wait_seconds)
     return server, port
@@ -636,13 +712,32 @@ def _bool(text):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="keras-seq serve",
-        description="Serve a TF Serving model repository over TF Serving's gRPC API (the local, embedded "
-        "server; production uses the tensorflow/serving container, see serving/README.md).",
+        description="Serve a TF Serving model repository over TF Serving's gRPC API and, with --rest_api_port, "
+        "its REST API (the local, embedded server; production uses the tensorflow/serving container, see "
+        "serving/README.md).",
     )
     flag = p.add_argument
     flag("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to open it up)")
     flag("--port", type=int, default=8500, help="gRPC port (0: pick a free one)")
-    flag("--rest_api_port", type=int, default=0, help="accepted for compatibility; REST is not served")
+    flag(
+        "--rest_api_port",
+        type=int,
+        default=0,
+        help="port of TF Serving's REST API (/v1/models/...) and the Prometheus metrics (0, the default: no "
+        "REST API; -1: a free one); same host, TLS and request limits as the gRPC port",
+    )
+    flag(
+        "--rest_api_timeout_in_ms",
+        type=int,
+        default=DEFAULT_REST_API_TIMEOUT_MS,
+        help="deadline of each REST request (default 30000; 0: none)",
+    )
+    flag(
+        "--rest_api_num_threads",
+        type=int,
+        default=DEFAULT_REST_API_NUM_THREADS,
+        help="threads serving REST calls (default 4 per core)",
+    )
     flag("--model_name", default="default", help="name of the model (ignored with --model_config_file)")
     flag("--model_base_path", help="absolute path of the model's versions directory")
     flag("--model_config_file", help="text-format ModelServerConfig (models.config)")
@@ -661,7 +756,12 @@ def build_parser():
     flag("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     flag("--batching_parameters_file", help="text-format BatchingParameters")
     flag("--ssl_config_file", help="text-format SSLConfig (server_key, server_cert, custom_ca, client_verify)")
-    flag("--monitoring_config_file", help="text-format MonitoringConfig (validated only)")
+    flag(
+        "--monitoring_config_file",
+        help="text-format MonitoringConfig; prometheus_config { enable: true path: "
+        "\"/monitoring/prometheus/metrics\" } serves TF Serving's metrics at that path of the REST port "
+        "(needs --rest_api_port)",
+    )
     flag(
         "--max_request_bytes",
         type=int,
@@ -696,8 +796,6 @@ def build_parser():
 
 def options_from_args(args):
     """ServerOptions from parsed command-line arguments."""
-    if args.rest_api_port:
-        log.warning("--rest_api_port is ignored: keras-seq serve speaks gRPC only")
     base_path = args.model_base_path
     if base_path and not os.path.isabs(base_path):
         # TF Serving insists on absolute paths; on the command line, resolve against the cwd instead.
@@ -706,6 +804,9 @@ def options_from_args(args):
     return ServerOptions(
         host=args.host,
         port=args.port,
+        rest_api_port=args.rest_api_port,
+        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+        rest_api_num_threads=args.rest_api_num_threads,
         model_name=args.model_name,
         model_base_path=base_path,
         model_config_file=args.model_config_file,
@@ -748,6 +849,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"Running gRPC ModelServer at {args.host}:{port} ...", flush=True)
+    if server.rest_port is not None:
+        print(f"Exporting HTTP/REST API at:{args.host}:{server.rest_port} ...", flush=True)
     while not stop.wait(0.1):
         pass
     grace = max(0.0, args.shutdown_grace_seconds)

@@ -27,6 +27,7 @@ from keras_seq.distribute import STRATEGIES
 __all__ = ["TrainingConfig", "STRATEGIES", "PRECISIONS", "LR_SCHEDULES", "add_arguments", "from_arguments"]
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+OPTIMIZERS = ("adam", "adam-dense")
 LR_SCHEDULES = ("decay", "plateau", "constant")
 CELLS = ("lstm", "gru", "elman")
 
@@ -76,14 +77,20 @@ class TrainingConfig:
     learning_rate: float = setting(1e-3, "Adam's initial learning rate")
     lr_schedule: str = setting("decay", "decay: hold for 40%% of the epochs, then decay to 5%% (at most halving "
                                "each epoch); plateau: halve when the dev loss stops improving", choices=LR_SCHEDULES)
-    clipnorm: Optional[float] = setting(5.0, "clip the gradient's global norm (0: off)")
+    optimizer: str = setting("adam", "adam: Keras's Adam (on TensorFlow it updates an embedding from sparse "
+                             "gradients, so an id seen k times in a batch moves up to sqrt(k) times Adam's step; "
+                             "on JAX the step is Adam's); adam-dense: Adam's step from the summed gradient on "
+                             "both backends (keras_seq.models.Adam: the same training on TensorFlow and JAX)",
+                             choices=OPTIMIZERS)
+    clipnorm: Optional[float] = setting(5.0, "clip each weight's gradient to this norm (Keras's clipnorm; 0: off)")
     seed: int = setting(0, "seeds Python, NumPy, the backend and the data order")
     # -- run
     checkpoint_steps: Optional[int] = setting(None, "also back up every N steps (default: every epoch)", minimum=1)
     keep_epochs: int = setting(0, "also keep the last N epochs' models in OUT/epochs/ (for keras-seq average)",
                                minimum=0)
-    static_shapes: bool = setting(False, "pad all batches to one shape instead of bucketing by length, full "
-                                  "batches only (one compiled step; what TPUs need; implied by --strategy tpu)")
+    static_shapes: bool = setting(False, "full batches of fixed shapes only, what TPUs need (implied by --strategy "
+                                  "tpu): on JAX one fixed shape per length bucket (each compiled once), on "
+                                  "TensorFlow one shape for all batches")
     strategy: str = setting("default", "distribution: data-parallel (the local GPUs or CPU devices; JAX: "
                             "keras.distribution.DataParallel, TensorFlow: MirroredStrategy; 'mirrored' is its "
                             "TensorFlow name), multiworker (TensorFlow, TF_CONFIG), tpu (TensorFlow: TPUStrategy; "
@@ -95,7 +102,7 @@ class TrainingConfig:
     overwrite: bool = setting(False, "replace a run already in --out")
 
     def __post_init__(self):
-        if self.strategy == "tpu":  # a TPU compiles one program per shape: static shapes only
+        if self.strategy == "tpu":  # a TPU compiles one program per batch shape: static shapes only
             self.static_shapes = True
         self.validate()
 

@@ -10,7 +10,10 @@
   per length bucket: one compiled step per bucket, all compiled in the first epoch);
   ``batch_size`` is the *global* batch.
 - **Loss.** `SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)`: pads are masked.
-- **Optimizer and learning rate.** Adam (gradient norm clipped at ``clipnorm``) with a
+- **Optimizer and learning rate.** Adam (``optimizer``: Keras's, whose step on TensorFlow is
+  larger for an embedding row seen several times in a batch, or ``"adam-dense"``,
+  `keras_seq.models.Adam`, the same step on TensorFlow and JAX; each weight's gradient clipped
+  to the norm ``clipnorm``) with a
   per-epoch schedule: ``"decay"`` keeps ``learning_rate`` for the first 40% of the epochs, then
   decays it geometrically to 5% of it at the last epoch, at most halving it from one epoch to the
   next (so a short run keeps a useful rate: 2 epochs train at 1x then 0.5x); ``"plateau"``
@@ -30,7 +33,8 @@
   model, optimizer and metrics are created under its scope; "multiworker" trains with its custom
   loop; on JAX, "data-parallel" and "tpu" are `keras.distribution.DataParallel`, under which
   `fit` also runs); ``precision`` sets Keras's dtype policy while the model is built (restored
-  after). "tpu" implies ``static_shapes``.
+  after). "tpu" implies ``static_shapes``: full batches of fixed shapes (on JAX one per length
+  bucket, on TensorFlow one for all batches).
 - **Backends.** The same loop on TensorFlow and JAX; dev scores decode with the model's own
   backend (`jax.jit` on JAX). The run directory does not depend on the backend.
 """
@@ -46,6 +50,7 @@ import keras
 import numpy as np
 
 from keras_seq import distribute as _distribute
+from keras_seq.models.optimizers import Adam
 from keras_seq.text import PAD_ID, Vocabulary, make_teacher_forcing_arrays, split_text
 from keras_seq.training.callbacks import (
     BACKUP_DIR,
@@ -65,6 +70,7 @@ from keras_seq.training.data import fixed_subset, make_dataset, trim_to_common_l
 __all__ = ["RunExistsError", "SETTINGS_FILE", "train", "decay_schedule", "hash_split_examples", "describe_source"]
 
 SETTINGS_FILE = "settings.json"
+_OPTIMIZERS = {"adam": keras.optimizers.Adam, "adam-dense": Adam}  # TrainingConfig.optimizer
 _TEXT_SETTINGS = ("source_split", "target_split", "lowercase")
 
 
@@ -229,7 +235,7 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
                     if saved.exists() and Vocabulary.load(saved) != vocab:
                         raise RunExistsError(f"{out_dir} was trained with another vocabulary ({name}); use --overwrite")
             app.model.compile(
-                optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm or None),
+                optimizer=_OPTIMIZERS[config.optimizer](config.learning_rate, clipnorm=config.clipnorm or None),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID),
             )
     finally:
@@ -244,23 +250,27 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
 
     train_arrays = arrays(train_examples)
     dev_arrays = arrays(dev_examples) if dev_examples else None
-    if config.static_shapes:  # train and dev padded to the same lengths: one traced step each
+    # JAX compiles one program per batch shape: length buckets of fixed sizes (a few shapes, all
+    # seen in the first epoch). TensorFlow's traced step takes any shape: per-batch padding.
+    fixed = keras.backend.backend() != "tensorflow"
+    # Static shapes (TPUs): full batches of fixed shapes. On JAX those are the fixed-size length
+    # buckets, each compiled once; on TensorFlow one shape for all batches, since Keras's traced
+    # step (reduce_retracing) turns a step traced for several shapes into one of dynamic shape.
+    one_shape = config.static_shapes and not fixed
+    if one_shape:  # train and dev padded to the same lengths: one traced step each
         train_arrays, dev_arrays = trim_to_common_length(train_arrays, dev_arrays)
     # Several replicas: every batch splits evenly (Keras 3.15 fails on uneven per-replica
     # batches with a masked loss), so partial batches are dropped, in training and for val_loss.
     replicas = distribution.num_replicas_in_sync
     even = replicas > 1
-    # JAX compiles one program per batch shape: length buckets of fixed sizes (a few shapes, all
-    # seen in the first epoch). TensorFlow's traced step takes any shape: per-batch padding.
-    fixed = keras.backend.backend() != "tensorflow"
-    train_ds = make_dataset(train_arrays, config.batch_size, shuffle=True, seed=config.seed,
-                            static_shapes=config.static_shapes, drop_remainder=even, fixed_lengths=fixed)
+    train_ds = make_dataset(train_arrays, config.batch_size, shuffle=True, seed=config.seed, static_shapes=one_shape,
+                            drop_remainder=even or config.static_shapes, fixed_lengths=fixed)
     dev_ds = None
     if dev_arrays is not None:
         n_dev = len(dev_arrays["labels"])
         dev_batch = min(config.batch_size, n_dev - n_dev % replicas) if even else max(config.batch_size, 256)
         if dev_batch > 0:
-            dev_ds = make_dataset(dev_arrays, dev_batch, static_shapes=config.static_shapes, drop_remainder=even,
+            dev_ds = make_dataset(dev_arrays, dev_batch, static_shapes=one_shape, drop_remainder=even,
                                   fixed_lengths=fixed)
 
     state = dict(previous or {})

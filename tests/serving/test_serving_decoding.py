@@ -22,7 +22,7 @@ import pytest
 import serving_fixtures
 from keras_seq.export import export_saved_model
 from keras_seq.seq2seq.model import TextSeq2Seq, examples_from_pairs
-from keras_seq.serving import Client, ServingError
+from keras_seq.serving import Client, RestClient, ServingError
 from keras_seq.serving.batching import BatchingOptions, pad_variable_length
 from keras_seq.serving.client import main as client_main
 from keras_seq.serving.config import ModelServerConfig
@@ -48,12 +48,13 @@ def servers(tmp_path_factory):
     config = ModelServerConfig()
     for name in ("s2s", "old"):
         config.model_config_list.config.add(name=name, base_path=str(root / name), model_platform="tensorflow")
-    plain, plain_port = create_server(model_config=config, port=0, file_system_poll_wait_seconds=-1)
+    plain, plain_port = create_server(model_config=config, port=0, file_system_poll_wait_seconds=-1, rest_api_port=-1)
     options = BatchingOptions(max_batch_size=64, batch_timeout_micros=300_000, num_batch_threads=1,
                               pad_variable_length_inputs=True)
     batching, batching_port = create_server(model_config=config, port=0, file_system_poll_wait_seconds=-1,
                                             enable_batching=True, batching=options)
     with Client(f"127.0.0.1:{plain_port}", timeout=60) as a, Client(f"127.0.0.1:{batching_port}", timeout=60) as b:
+        a.rest_port = plain.rest_port
         yield a, b, batching, app.model.max_output_length
     plain.stop(0)
     batching.stop(0)
@@ -189,3 +190,11 @@ def test_the_cli_takes_decoding_settings(servers, capsys):
     printed = capsys.readouterr().out
     want = client.predict("s2s", {"inputs": ["abc", "ba"]}, beam_width=2, num_results=2, max_length=4)
     assert want["nbest"][0][0].decode() in printed and "nbest" in printed
+
+
+def test_the_rest_client_takes_decoding_settings_too(servers):
+    client = servers[0]
+    with RestClient(f"127.0.0.1:{client.rest_port}", timeout=60) as rest:
+        got = rest.predict("s2s", {"inputs": SOURCES}, beam_width=2, num_results=1)
+    want = client.predict("s2s", {"inputs": SOURCES}, beam_width=2, num_results=1)
+    assert got["nbest"].tolist() == want["nbest"].tolist()

@@ -295,24 +295,28 @@ class Steps(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         losses.append(float(logs["loss"]))
 
-train(reverse_task(256, 3, 7, seed=0), reverse_task(32, 3, 7, seed=1), out_dir=keras.backend.backend(), epochs=1,
-      batch_size=32, units=16, embedding_dim=8, attention=True, dev_words=0, verbose=0, seed=0, callbacks=[Steps()])
+g = train(reverse_task(256, 3, 7, seed=0), reverse_task(32, 3, 7, seed=1), out_dir=keras.backend.backend() + "-" + sys.argv[1], epochs=1,
+          batch_size=32, units=16, embedding_dim=8, attention=True, dev_words=0, verbose=0, seed=0, callbacks=[Steps()],
+          optimizer=sys.argv[1])
+np.savez("trained-" + keras.backend.backend() + "-" + sys.argv[1] + ".npz", *g.model.get_weights())
 print("RESULT" + json.dumps(losses))
 '''
 
 
 @pytest.mark.slow
 def test_jax_and_tensorflow_train_on_the_same_batches(tmp_path):
-    """From the same weights, `keras_seq.g2p.train.train` on JAX and on TensorFlow starts with the
-    same loss: the same first batch (same tf.data shuffle: Keras's JAX fit does not draw an extra
-    iterator), the same model. (Later steps part: TensorFlow's Adam updates the embeddings from
-    sparse gradients, with repeated ids counted apart, which moves them further than dense Adam.)"""
-    def run(backend):
+    """From the same weights, `keras_seq.g2p.train.train` with ``optimizer="adam-dense"`` on JAX and
+    on TensorFlow trains the same: the same batches (same tf.data shuffle: Keras's JAX fit does not
+    draw an extra iterator), the same model, the same Adam step (`keras_seq.models.Adam` sums
+    TensorFlow's sparse embedding gradients first), so every step's loss and the weights after the
+    epoch agree within float tolerance. With Keras's Adam (the default) they part after the first
+    step: on TensorFlow repeated ids move up to sqrt(k) times further."""
+    def run(backend, optimizer="adam-dense"):
         env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
                    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         env.pop("XLA_FLAGS", None)
         (tmp_path / "same.py").write_text(SAME_START)
-        proc = subprocess.run([sys.executable, "same.py"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "same.py", optimizer], env=env, cwd=tmp_path, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, proc.stderr[-4000:]
         return json.loads(proc.stdout.split("RESULT", 1)[1])
@@ -320,4 +324,12 @@ def test_jax_and_tensorflow_train_on_the_same_batches(tmp_path):
     tf_losses, jax_losses = run("tensorflow"), run("jax")
     assert len(tf_losses) == len(jax_losses) == 10  # 256 words in length buckets of 32
     assert abs(jax_losses[0] - tf_losses[0]) < 1e-5 * tf_losses[0], (tf_losses, jax_losses)
-    np.testing.assert_allclose(jax_losses, tf_losses, rtol=2e-2, err_msg=str((tf_losses, jax_losses)))
+    np.testing.assert_allclose(jax_losses, tf_losses, rtol=1e-3, err_msg=str((tf_losses, jax_losses)))
+    trained = {b: np.load(tmp_path / f"trained-{b}-adam-dense.npz") for b in ("tensorflow", "jax")}
+    for name in trained["tensorflow"].files:
+        np.testing.assert_allclose(trained["jax"][name], trained["tensorflow"][name], atol=2e-4, err_msg=name)
+    keras_tf = run("tensorflow", "adam")  # Keras's Adam: the same first loss, then TensorFlow's own steps
+    assert keras_tf[0] == pytest.approx(tf_losses[0], rel=1e-6)
+    sparse = np.load(tmp_path / "trained-tensorflow-adam.npz")
+    parted = max(np.abs(sparse[n] - trained["tensorflow"][n]).max() for n in sparse.files)
+    assert parted > 10 * 2e-4, parted

@@ -60,3 +60,34 @@ def test_fixed_lengths_do_not_change_the_loss(attention):
     fixed = g2p.model.evaluate(make_dataset(arrays, 32, fixed_lengths=True), verbose=0)
     plain = g2p.model.evaluate(make_dataset(arrays, 32), verbose=0)
     assert abs(fixed - plain) < 1e-5 * plain, (fixed, plain)
+
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_numpy_batches_batch_as_tf_data_does(fixed):
+    """Without TensorFlow, `NumpyBatches` gives every epoch the batches of `make_dataset`'s
+    tf.data pipeline: the same examples in each batch bucket, the same shapes and remainders
+    (only the order of the shuffles differs), reshuffled at every epoch end."""
+    from keras_seq.training.data import NumpyBatches
+
+    _, arrays, _ = _arrays_and_model()
+
+    def signature(batches):  # per batch: its shapes and the set of its rows
+        out = []
+        for inputs, labels in batches:
+            enc, dec, lab = (np.asarray(x) for x in (inputs["encoder_inputs"], inputs["decoder_inputs"], labels))
+            rows = sorted(map(tuple, np.concatenate([enc, dec, lab], 1).tolist()))
+            out.append((tuple(enc.shape), tuple(dec.shape), tuple(lab.shape), tuple(rows)))
+        return sorted(out)
+
+    for drop in (False, True):  # unshuffled: the same batches exactly
+        reference = signature(make_dataset(arrays, 8, fixed_lengths=fixed, drop_remainder=drop))
+        numpy = NumpyBatches(arrays, 8, fixed_lengths=fixed, drop_remainder=drop)
+        assert signature(numpy[i] for i in range(len(numpy))) == reference
+    shapes = lambda batches: sorted((tuple(x["encoder_inputs"].shape), tuple(y.shape)) for x, y in batches)
+    shuffled = NumpyBatches(arrays, 8, shuffle=True, seed=0, fixed_lengths=True)
+    first = [shuffled[i] for i in range(len(shuffled))]
+    shuffled.on_epoch_end()
+    second = [shuffled[i] for i in range(len(shuffled))]
+    assert shapes(first) == shapes(second) == shapes(make_dataset(arrays, 8, shuffle=True, fixed_lengths=True))
+    assert [y.tolist() for _, y in first] != [y.tolist() for _, y in second]
