@@ -15,6 +15,16 @@ words (words/s, median over rounds), and the same through the server's own sessi
 Anchor (issue 4): g2p-en decodes about 1,800 words/s on one thread; targets: >= 10x that at batch
 256 in-process, and p99 <= 20 ms at 8 concurrent single-word clients. Issue 18: REST p99 <= 1.5x
 gRPC's at 8 clients.
+
+    python bench/serving.py --decoding_settings [--write_results]
+
+measures per-request decoding settings instead (issue 18): with batching on, single-word requests
+from concurrent clients to (a) ``serving_default`` (beam width fixed at export), (b) ``decode`` with
+every request at that beam width, sent as inputs, and (c) ``decode`` with each request its own
+settings (beam width 1 to the maximum, num_results, length penalty), interleaved rounds, the
+words/s of (b) and (c) as ratios to (a). Target: per-request settings cost <= 10% of throughput.
+Its model: a G2P (256 units; --decoding_units) trained for a few epochs on the reversal task
+(or --model_base_path, an export with a ``decode`` signature).
 """
 
 import os
@@ -253,6 +263,213 @@ def write_results(path, section):
         f.write(text)
 
 
+# --------------------------------------------------------------- per-request decoding settings
+
+
+def write_decoding_model(base_path, units=64, beam_width=4):
+    """Version 1 of a small G2P trained for a few seconds on the reversal task (a model whose
+    outputs end, so that decoding does real work); returns its model's max_output_length."""
+    import keras
+
+    from keras_seq.export import export_saved_model
+    from keras_seq.g2p import make_teacher_forcing_arrays, reverse_task
+    from keras_seq.g2p.model import G2P
+
+    keras.utils.set_random_seed(0)
+    lexicon = reverse_task(1000, 3, 8, seed=1)
+    g2p = G2P.create(lexicon, units=units, embedding_dim=32, attention=True, beam_width=beam_width)
+    arrays = make_teacher_forcing_arrays(lexicon, g2p.characters, g2p.phonemes)
+    g2p.model.compile(optimizer=keras.optimizers.Adam(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
+    g2p.model.fit({"encoder_inputs": arrays["encoder_inputs"], "decoder_inputs": arrays["decoder_inputs"]},
+                  arrays["labels"], epochs=5, batch_size=64, verbose=0)
+    module = g2p.serving_module()
+    export_saved_model(module, base_path, signatures=module.signatures(), warmup_inputs=g2p.warmup_inputs(),
+                       model_name="g2p")
+    return module.beam_width, module.max_length
+
+
+def decoding_requests(model_name, input_key, mode, beam_width, max_length, seed):
+    """Single-word PredictRequests of one `mode`: "fixed" (serving_default), "same" (decode, every
+    setting sent, at the export's beam width) or "mixed" (decode, each request its own settings)."""
+    rng = np.random.default_rng(seed)
+    requests = []
+    for word in WORDS:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.inputs[input_key].CopyFrom(ndarray_to_proto(np.array([word.encode()], dtype=object)))
+        if mode != "fixed":
+            width = beam_width if mode == "same" else int(rng.integers(1, beam_width + 1))
+            settings = {
+                "beam_width": np.int32([width]),
+                "num_results": np.int32([0 if mode == "same" else rng.integers(1, width + 1)]),
+                "max_length": np.int32([max_length]),
+                "length_penalty": np.float32([0.0 if mode == "same" else rng.choice([0.0, 0.6, 1.0])]),
+            }
+            request.model_spec.signature_name = "decode"
+            for alias, value in settings.items():
+                request.inputs[alias].CopyFrom(ndarray_to_proto(value))
+        requests.append(request)
+    return requests
+
+
+def run_request_clients(address, requests, clients, seconds):
+    """`clients` threads send `requests` (in turn, one at a time each) for `seconds`; returns
+    (requests/s, p50 ms, p99 ms, errors)."""
+    latencies, errors = [], []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def client(index):
+        channel = grpc.insecure_channel(address)
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        predict(requests[index % len(requests)], timeout=60)  # connect before the clock starts
+        barrier.wait()
+        mine, i, end = [], index, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            try:
+                predict(requests[i % len(requests)], timeout=60)
+                mine.append(time.perf_counter() - started)
+            except grpc.RpcError as e:
+                with lock:
+                    errors.append(e.code().name)
+            i += 1
+        channel.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return len(latencies) / elapsed, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(errors)
+
+
+def decoding_in_process(version_path, input_key, beam_width, max_length, calls=300):
+    """Median ms of `serving_default` and of `decode` (every setting at the export's values) on
+    batches of 1, 8 and 32 words, in-process (`tf.saved_model.load`), calls alternating one by one."""
+    loaded = tf.saved_model.load(version_path)
+    fixed, decode = loaded.signatures["serving_default"], loaded.signatures["decode"]
+    rows = []
+    for batch in (1, 8, 32):
+        words = tf.constant([WORDS[i % len(WORDS)] for i in range(batch)])
+        settings = {"beam_width": tf.fill([batch], beam_width), "num_results": tf.zeros([batch], tf.int32),
+                    "max_length": tf.fill([batch], max_length), "length_penalty": tf.zeros([batch])}
+        calls_of = {"fixed": lambda: fixed(**{input_key: words}), "same": lambda: decode(**{input_key: words}, **settings)}
+        times = {mode: [] for mode in calls_of}
+        for mode in calls_of:  # warm up
+            calls_of[mode]()
+        for i in range(calls):
+            for mode in (("fixed", "same") if i % 2 else ("same", "fixed")):
+                started = time.perf_counter()
+                calls_of[mode]()
+                times[mode].append(time.perf_counter() - started)
+        fixed_ms, same_ms = (statistics.median(times[m]) * 1000 for m in ("fixed", "same"))
+        rows.append((batch, fixed_ms, same_ms))
+        print(f"in-process batch {batch:>2}: serving_default {fixed_ms:.2f} ms, decode {same_ms:.2f} ms, "
+              f"ratio {fixed_ms / same_ms:.3f}", flush=True)
+    return rows
+
+
+def decoding_settings_main(args, argv):
+    """The --decoding_settings mode: fixed-setting export vs per-request settings, batching on."""
+    workdir = tempfile.mkdtemp(prefix="bench-decoding-")
+    modes = ("fixed", "same", "mixed")
+    load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    try:
+        base_path, label = args.model_base_path, args.model_base_path
+        if base_path is None:
+            base_path = os.path.join(workdir, "g2p")
+            beam_width, max_length = write_decoding_model(base_path, units=args.decoding_units)
+            label = (f"G2P, units {args.decoding_units}, attention, beam width {beam_width}, max_output_length {max_length}, "
+                     "trained 5 epochs on the reversal task (bench/serving.py write_decoding_model)")
+        else:
+            signature = Servable.load("bench", 0, list_versions(base_path)[max(list_versions(base_path))])
+            defaults = signature.signature_defs["decode"].defaults
+            beam_width = int(tf.make_ndarray(defaults["beam_width"])[0])
+            max_length = int(tf.make_ndarray(defaults["max_length"])[0])
+            signature.retire()
+        process, address, _ = start_server(base_path, args.model_name, True, args.batch_timeout_micros, workdir,
+                                           args.num_batch_threads, args.server_flag)
+        results = {(mode, c): [] for mode in modes for c in args.clients.split(",")}
+        try:
+            requests = {mode: decoding_requests(args.model_name, args.input_key, mode, beam_width, max_length, seed=0)
+                        for mode in modes}
+            for round_ in range(args.decoding_rounds):
+                for clients in args.clients.split(","):
+                    for mode in modes if round_ % 2 == 0 else reversed(modes):  # interleaved, order alternating
+                        speed, p50, p99, errors = run_request_clients(address, requests[mode], int(clients), args.seconds)
+                        results[(mode, clients)].append((speed, p50, p99, errors))
+                        print(f"round {round_} {mode:>5} clients {clients:>2}: {speed:7.1f} words/s  p50 {p50:6.2f} ms"
+                              f"  p99 {p99:6.2f} ms  errors {errors}", flush=True)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        version_path = list_versions(base_path)[max(list_versions(base_path))]
+        in_process_rows = decoding_in_process(version_path, args.input_key, beam_width, max_length)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    rows = []
+    for clients in args.clients.split(","):
+        fixed = statistics.median(r[0] for r in results[("fixed", clients)])
+        for mode in modes:
+            runs = results[(mode, clients)]
+            speed = statistics.median(r[0] for r in runs)
+            rows.append((clients, mode, speed, speed / fixed, statistics.median(r[1] for r in runs),
+                         statistics.median(r[2] for r in runs), sum(r[3] for r in runs)))
+            print(f"clients {clients:>2} {mode:>5}: {speed:7.1f} words/s = {speed / fixed:.3f} x fixed", flush=True)
+    if args.write_results:
+        command = "python bench/serving.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        names = {"fixed": "`serving_default` (fixed at export)", "same": "`decode`, every setting sent, same beam width",
+                 "mixed": "`decode`, each request its own settings"}
+        lines = [
+            "## Serving: per-request decoding settings (issue 18), "
+            + (f"{args.decoding_units}-unit model" if args.model_base_path is None else args.model_base_path),
+            "",
+            f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; `uptime` at the start: "
+            f"{load_before}; at the end: {load_after}",
+            f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other work), no GPU, "
+            f"Python {platform.python_version()}, TensorFlow {tf.__version__}",
+            f"- Command: `{command.strip()}`",
+            f"- Model: {label}.",
+            f"- `keras-seq serve` with batching on (max_batch_size 256, batch_timeout_micros {args.batch_timeout_micros}), "
+            f"single-word requests, {args.seconds:g} s per run, {args.decoding_rounds} interleaved rounds (medians). "
+            "Mixed settings: beam width 1 to the maximum, num_results up to it, length penalty 0, 0.6 or 1, "
+            "random per request; max_length the export's. Target: per-request settings cost <= 10% of throughput.",
+            "",
+            "| clients | signature | words/s | ratio to fixed | p50 ms | p99 ms | errors |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {c} | {names[m]} | {w:.1f} | {r:.3f} | {p50:.1f} | {p99:.1f} | {e} |"
+                  for c, m, w, r, p50, p99, e in rows]
+        lines += ["", "The graphs alone, in-process (`tf.saved_model.load`, median ms per call, the two signatures "
+                  "called in turn): the cost of per-row settings without the server's per-input work.", "",
+                  "| batch | `serving_default` ms | `decode` ms (same settings, sent) | ratio (speed) |",
+                  "|---:|---:|---:|---:|"]
+        lines += [f"| {b} | {f:.2f} | {d:.2f} | {f / d:.3f} |" for b, f, d in in_process_rows]
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+        write_section(path, lines[0], "\n".join(lines) + "\n\n")
+        print(f"wrote {lines[0]!r} in {path}")
+    return 0
+
+
+def write_section(path, title, section):
+    """Replaces (or appends) the section headed `title` in bench/RESULTS.md, leaving the rest alone."""
+    text = open(path, encoding="utf-8").read()
+    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.M | re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_base_path", help="model repository (default: a toy string model written to a temp dir)")
@@ -271,7 +488,14 @@ def main(argv=None):
                    "(median of up to 3 passes)")
     p.add_argument("--in_process_only", action="store_true", help="skip the server runs")
     p.add_argument("--write_results", action="store_true", help="update the Serving section of bench/RESULTS.md")
+    p.add_argument("--decoding_settings", action="store_true",
+                   help="measure per-request decoding settings under batching instead (see above)")
+    p.add_argument("--decoding_rounds", type=int, default=3, help="interleaved rounds of --decoding_settings")
+    p.add_argument("--decoding_units", type=int, default=256,
+                   help="units of the model --decoding_settings trains (default 256, G2P's)")
     args = p.parse_args(argv)
+    if args.decoding_settings:
+        return decoding_settings_main(args, argv)
 
     workdir = tempfile.mkdtemp(prefix="bench-serving-")
     try:

@@ -178,9 +178,10 @@ def length_penalty_factor(lengths, alpha):
 
 
 def _penalized(log_probs, lengths, alpha):
-    if alpha == 0:
-        return log_probs
-    return log_probs / length_penalty_factor(lengths, alpha)
+    """Scores after the length penalty; `alpha` a Python float or a tensor (one per row)."""
+    if isinstance(alpha, float):
+        return log_probs if alpha == 0 else log_probs / length_penalty_factor(lengths, alpha)
+    return log_probs / ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +189,15 @@ def _penalized(log_probs, lengths, alpha):
 # --------------------------------------------------------------------------------------------
 
 
-def _decode_one_path(step_fn, initial_state, start_tokens, max_length, end_token, pad_token, pick):
+def _row_max_lengths(max_lengths, like):
+    """int32 ``[N]`` per-row length limits (see `greedy_search`), or None."""
+    if max_lengths is None:
+        return None
+    return ops.reshape(ops.cast(ops.convert_to_tensor(max_lengths), "int32"), ops.shape(like))
+
+
+def _decode_one_path(step_fn, initial_state, start_tokens, max_length, end_token, pad_token, pick,
+                     max_lengths=None):
     """The loop shared by greedy search and sampling.
 
     ``pick(logits, log_probs, step) -> tokens`` chooses the next token of every row.
@@ -196,6 +205,8 @@ def _decode_one_path(step_fn, initial_state, start_tokens, max_length, end_token
     _check_static_int("max_length", max_length, 1)
     state, start = _prepare(initial_state, start_tokens)
     end_token = ops.convert_to_tensor(end_token, "int32")
+    max_lengths = _row_max_lengths(max_lengths, start)
+    last_steps = None if max_lengths is None else max_lengths - 1
 
     step = ops.convert_to_tensor(0, "int32")
     buffer = _empty_buffer(start, max_length, pad_token)
@@ -215,6 +226,8 @@ def _decode_one_path(step_fn, initial_state, start_tokens, max_length, end_token
         scores = scores + ops.where(alive, _take_last(log_probs, next_tokens), 0.0)
         lengths = lengths + ops.cast(alive, "int32")
         finished = ops.logical_or(finished, ops.equal(next_tokens, end_token))
+        if last_steps is not None:  # a row's own limit ends it as the loop's end would
+            finished = ops.logical_or(finished, step >= last_steps)
         # Finished rows are fed the end token (always a valid index, unlike a pad of -1).
         tokens = ops.where(finished, end_token, next_tokens)
         return step + 1, tokens, state, buffer, lengths, scores, finished
@@ -233,7 +246,7 @@ def _argmax_tokens(logits, log_probs, step):
 
 
 def greedy_search(
-    step_fn, initial_state, start_tokens, max_length, end_token, pad_token=0
+    step_fn, initial_state, start_tokens, max_length, end_token, pad_token=0, max_lengths=None
 ):
     """Greedy decoding: at every step, the most probable next token.
 
@@ -245,6 +258,10 @@ def greedy_search(
         max_length: Python int, the largest number of generated tokens.
         end_token: int, the token that ends a sequence.
         pad_token: int written after the end token (default 0).
+        max_lengths: None, or int ``[B]``: each row's own limit (``<= max_length``), for
+            per-request settings. The loop keeps its static ``max_length`` columns; a row
+            stops after its own number of tokens, with the result it gets from a loop whose
+            ``max_length`` is its limit (the columns after it hold pads).
 
     Returns:
         dict with ``tokens`` int32 ``[B, max_length]``, ``lengths`` int32 ``[B]`` and
@@ -260,7 +277,8 @@ def greedy_search(
     ([[1, 2, 0, 0]], [2])
     """
     return _decode_one_path(
-        step_fn, initial_state, start_tokens, max_length, end_token, pad_token, _argmax_tokens
+        step_fn, initial_state, start_tokens, max_length, end_token, pad_token, _argmax_tokens,
+        max_lengths=max_lengths,
     )
 
 
@@ -292,24 +310,34 @@ def _fmix32(h):
 
 
 def _seed_tensor(seed):
-    """A uint32 scalar seed from an int, an integer tensor, or None (a fresh random seed)."""
+    """A uint32 seed from an int, an integer tensor (scalar or per row ``[B]``), or None (a
+    fresh random seed)."""
     if seed is None:
         # Drawn in Python: once per eager call, once per trace under tf.function / jax.jit.
         seed = _random.SystemRandom().randrange(2**32)
     if isinstance(seed, int):
         return _u32(seed % 2**32)
     seed = ops.convert_to_tensor(seed)
-    if len(seed.shape) != 0:
-        raise ValueError(f"`seed` must be an int or a scalar integer tensor. Received shape {seed.shape}")
+    if len(seed.shape) > 1:
+        raise ValueError(f"`seed` must be an int, a scalar or a [batch_size] integer tensor. Received shape {seed.shape}")
     return ops.cast(seed, "uint32")
 
 
 def _gumbel_noise(seed, step, like):
-    """Standard Gumbel noise of the shape of ``like`` (``[N, V]``), a function of (seed, step)."""
+    """Standard Gumbel noise of the shape of ``like`` (``[N, V]``), a function of (seed, step).
+
+    With a scalar seed, the counter runs over rows and columns; with one seed per row (``[N]``),
+    over columns only, so that a row's noise depends on its own seed and not on its place in
+    the batch (row 0 gets the same noise either way).
+    """
     num_classes = ops.shape(like)[-1]
-    rows = ops.cast(ops.arange(ops.shape(like)[0]), "uint32")
     cols = ops.cast(ops.arange(num_classes), "uint32")
-    counter = rows[:, None] * _u32(num_classes) + cols[None, :]
+    if len(seed.shape) == 1:
+        counter = cols[None, :]
+        seed = seed[:, None]
+    else:
+        rows = ops.cast(ops.arange(ops.shape(like)[0]), "uint32")
+        counter = rows[:, None] * _u32(num_classes) + cols[None, :]
     key = _fmix32(ops.bitwise_xor(_fmix32(seed), ops.cast(step, "uint32") * _u32(_GOLDEN)))
     bits = _fmix32(ops.bitwise_xor(_fmix32(ops.bitwise_xor(counter, key)), key))
     # 24 random bits -> a uniform in (0, 1), never exactly 0 or 1.
@@ -318,9 +346,14 @@ def _gumbel_noise(seed, step, like):
 
 
 def _top_k_filter(logits, k):
-    """Sets every logit below the k-th largest of its row to -inf."""
-    kth = ops.top_k(logits, k)[0][:, -1:]
-    return ops.where(logits < kth, float("-inf"), logits)
+    """Sets every logit below the k-th largest of its row to -inf; `k` an int, or int ``[N]``
+    (one per row, 0 meaning no restriction)."""
+    if isinstance(k, int):
+        kth = ops.top_k(logits, k)[0][:, -1:]
+        return ops.where(logits < kth, float("-inf"), logits)
+    ranked = ops.top_k(logits, logits.shape[-1])[0]  # each row sorted, largest first
+    kth = ops.take_along_axis(ranked, ops.expand_dims(ops.maximum(k, 1) - 1, -1), axis=-1)
+    return ops.where(ops.logical_and(k[:, None] > 0, logits < kth), float("-inf"), logits)
 
 
 def sample(
@@ -333,6 +366,7 @@ def sample(
     top_k=None,
     seed=None,
     pad_token=0,
+    max_lengths=None,
 ):
     """Ancestral sampling from the model, with temperature and top-k.
 
@@ -346,13 +380,18 @@ def sample(
         start_tokens: int ``[B]`` (or a scalar), the first input of the step function.
         max_length: Python int, the largest number of generated tokens.
         end_token: int, the token that ends a sequence.
-        temperature: Python float >= 0, or a float scalar tensor (<= 0 means greedy).
-        top_k: Python int or None (no restriction).
-        seed: int, scalar integer tensor (e.g. an input of an exported signature), or None.
-            The same seed gives the same samples, on every backend. None draws a seed in
-            Python: under ``tf.function`` or ``jax.jit`` that happens once per trace, so pass
-            the seed as a tensor argument there to get fresh samples per call.
+        temperature: Python float >= 0, or a float tensor, scalar or ``[B]`` (one per row);
+            <= 0 means greedy.
+        top_k: Python int or None (no restriction), or an int ``[B]`` tensor (one per row,
+            0 meaning no restriction).
+        seed: int, integer tensor (scalar, or ``[B]``: one seed per row, e.g. inputs of an
+            exported signature), or None. The same seed gives the same samples, on every
+            backend; with one seed per row, a row's sample depends on its seed only, not on
+            the other rows. None draws a seed in Python: under ``tf.function`` or ``jax.jit``
+            that happens once per trace, so pass the seed as a tensor argument there to get
+            fresh samples per call.
         pad_token: int written after the end token (default 0).
+        max_lengths: None or int ``[B]``, each row's own limit (see `greedy_search`).
 
     Returns:
         dict with ``tokens`` int32 ``[B, max_length]``, ``lengths`` int32 ``[B]`` and
@@ -367,15 +406,21 @@ def sample(
     >>> ops.shape(out["tokens"])
     (3, 4)
     """
-    if top_k is not None:
+    static_top_k = top_k is None or isinstance(top_k, int)
+    if top_k is not None and static_top_k:
         _check_static_int("top_k", top_k, 1)
+    if not static_top_k:
+        top_k = ops.cast(ops.convert_to_tensor(top_k), "int32")
     greedy = isinstance(temperature, (int, float)) and temperature <= 0
     if greedy:
-        return greedy_search(step_fn, initial_state, start_tokens, max_length, end_token, pad_token)
+        return greedy_search(step_fn, initial_state, start_tokens, max_length, end_token, pad_token,
+                             max_lengths=max_lengths)
     seed = _seed_tensor(seed)
     static_temperature = isinstance(temperature, (int, float))
     if not static_temperature:
         temperature = ops.cast(ops.convert_to_tensor(temperature), "float32")
+        if len(temperature.shape) == 1:
+            temperature = temperature[:, None]
 
     def pick(logits, log_probs, step):
         if static_temperature:
@@ -385,15 +430,19 @@ def sample(
             safe = ops.where(temperature > 0, temperature, 1.0)
             scaled = log_probs / safe
         vocab_size = log_probs.shape[-1]
-        if top_k is not None and (vocab_size is None or top_k < vocab_size):
+        if not static_top_k:
+            scaled = _top_k_filter(scaled, top_k)
+        elif top_k is not None and (vocab_size is None or top_k < vocab_size):
             scaled = _top_k_filter(scaled, top_k)
         drawn = ops.argmax(scaled + _gumbel_noise(seed, step, scaled), axis=-1)
         if static_temperature:
             return drawn
-        return ops.where(temperature > 0, drawn, ops.argmax(log_probs, axis=-1))
+        sampled_rows = temperature > 0 if len(temperature.shape) == 0 else temperature[:, 0] > 0
+        return ops.where(sampled_rows, drawn, ops.argmax(log_probs, axis=-1))
 
     return _decode_one_path(
-        step_fn, initial_state, start_tokens, max_length, end_token, pad_token, pick
+        step_fn, initial_state, start_tokens, max_length, end_token, pad_token, pick,
+        max_lengths=max_lengths,
     )
 
 
@@ -413,12 +462,15 @@ def _gather_rows(structure, rows):
     return tree.map_structure(lambda x: ops.take(x, rows, axis=0), structure)
 
 
-def _keep_greedy_candidate(top, step_log_probs, is_greedy, beam_width, vocab_size):
+def _keep_greedy_candidate(top, step_log_probs, is_greedy, beam_width, vocab_size, live_ranks=None,
+                           not_last=None):
     """Makes sure the greedy path's next candidate is among the selected ``top`` [B, K].
 
     The greedy path is the one beam whose every token was the argmax of its step. If its best
     extension did not make the top K, it replaces the K-th (worst) selection; since it scored
-    no better than that one, the selection stays sorted. Returns (top, greedy candidate [B]).
+    no better than that one, the selection stays sorted. With per-row beam widths, only the
+    `live_ranks` ``[B, K]`` count and the worst live one is where `not_last` ``[B, K]`` is False.
+    Returns (top, greedy candidate [B]).
     """
     greedy_beam = ops.argmax(ops.cast(ops.reshape(is_greedy, (-1, beam_width)), "int32"), axis=-1)
     greedy_beam = ops.cast(greedy_beam, "int32")
@@ -426,9 +478,12 @@ def _keep_greedy_candidate(top, step_log_probs, is_greedy, beam_width, vocab_siz
     best_tokens = ops.reshape(best_tokens, (-1, beam_width))
     greedy_token = _take_last(best_tokens, greedy_beam)
     candidate = greedy_beam * vocab_size + greedy_token
-    present = ops.any(ops.equal(top, candidate[:, None]), axis=-1)
-    not_last = ops.arange(beam_width) < beam_width - 1
-    top = ops.where(ops.logical_or(present[:, None], not_last[None, :]), top, candidate[:, None])
+    if live_ranks is None:
+        present = ops.any(ops.equal(top, candidate[:, None]), axis=-1)
+        not_last = (ops.arange(beam_width) < beam_width - 1)[None, :]
+    else:
+        present = ops.any(ops.logical_and(ops.equal(top, candidate[:, None]), live_ranks), axis=-1)
+    top = ops.where(ops.logical_or(present[:, None], not_last), top, candidate[:, None])
     return top, candidate
 
 
@@ -443,6 +498,8 @@ def beam_search(
     num_results=None,
     pad_token=0,
     keep_greedy=True,
+    beam_widths=None,
+    max_lengths=None,
 ):
     """Beam search: the ``beam_width`` best hypotheses extended in parallel, n-best out.
 
@@ -471,10 +528,19 @@ def beam_search(
         beam_width: Python int K >= 1.
         length_penalty: Python float alpha >= 0 of GNMT (Wu et al. 2016): the score of a
             hypothesis is ``log_prob / ((5 + length) / 6) ** alpha``; 0 ranks by log-prob.
+            Or a float ``[B]`` tensor: one alpha per row.
         num_results: Python int <= beam_width, how many hypotheses to return per example
             (default: beam_width).
         pad_token: int written after the end token (default 0).
         keep_greedy: keep the greedy path in the beam (see above).
+        beam_widths: None, or int ``[B]`` with ``1 <= beam_widths <= beam_width``: each row's
+            own width, for per-request settings. The loop keeps its static ``beam_width`` slots;
+            a row only keeps its first ``beam_widths[b]`` selections alive (the others are
+            never selected again), which gives the result of a search with that static width:
+            the same candidates, ranked the same way. Its columns past its width come last,
+            with ``log_probs`` of about ``NEG_INF``.
+        max_lengths: None, or int ``[B]`` (``<= max_length``): each row's own length limit
+            (see `greedy_search`).
 
     Returns:
         dict, sorted best first along the second axis, with n = num_results:
@@ -499,11 +565,19 @@ def beam_search(
         raise ValueError(
             f"`num_results` must be <= beam_width={beam_width}. Received: num_results={num_results}"
         )
-    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
-        raise ValueError(f"`length_penalty` must be a Python float >= 0. Received: {length_penalty!r}")
-    alpha = float(length_penalty)
+    if isinstance(length_penalty, (int, float)):
+        if length_penalty < 0:
+            raise ValueError(f"`length_penalty` must be a Python float >= 0. Received: {length_penalty!r}")
+        alpha = float(length_penalty)
+    else:  # one per row, repeated per beam below
+        alpha = ops.cast(ops.convert_to_tensor(length_penalty), "float32")
     state, start = _prepare(initial_state, start_tokens)
     end_token = ops.convert_to_tensor(end_token, "int32")
+    if not isinstance(alpha, float):
+        alpha = tile_beams(ops.reshape(alpha, ops.shape(start)), beam_width)
+    max_lengths = _row_max_lengths(max_lengths, start)
+    if max_lengths is not None:
+        max_lengths = tile_beams(max_lengths, beam_width)
 
     state = tile_beams(state, beam_width)
     tokens = tile_beams(start, beam_width)
@@ -512,6 +586,28 @@ def beam_search(
         ops.zeros_like(start)[:, None] + ops.arange(beam_width, dtype="int32")[None, :], (-1,)
     )
     first = ops.equal(beam_index, 0)
+    # Per-row settings: what does not change from step to step is computed here, once, since
+    # every op of the loop's body costs its dispatch at every step.
+    live = live_column = live_ranks = not_last = dead = last_steps = factors = None
+    if beam_widths is not None:  # slot k of row b is live when k < beam_widths[b]
+        widths = ops.reshape(ops.cast(ops.convert_to_tensor(beam_widths), "int32"), ops.shape(start))
+        live = beam_index < tile_beams(widths, beam_width)
+        live_column, dead = live[:, None], ops.logical_not(live)
+        live_ranks = ops.reshape(live, (-1, beam_width))
+        not_last = ops.not_equal(ops.arange(beam_width, dtype="int32")[None, :], (widths - 1)[:, None])
+    if max_lengths is not None:
+        last_steps = max_lengths - 1
+    if not isinstance(alpha, float):  # every row's penalty factor of every length, [N, max_length + 1]
+        lengths_so_far = ops.cast(ops.arange(max_length + 1, dtype="int32"), "float32")[None, :]
+        factors = ops.power((5.0 + lengths_so_far) / 6.0, alpha[:, None])  # `length_penalty_factor`
+
+    def penalized(log_probs, lengths):
+        """`log_probs` ([N] or [N, V]) after the length penalty of `lengths` ([N] or [N, 1])."""
+        if factors is None:
+            return _penalized(log_probs, lengths, alpha)
+        column = lengths if len(lengths.shape) == 2 else lengths[:, None]
+        factor = ops.take_along_axis(factors, column, axis=1)
+        return log_probs / (factor if len(lengths.shape) == 2 else factor[:, 0])
     log_probs = ops.where(first, 0.0, NEG_INF)
     finished = ops.logical_not(first)
     is_greedy = first
@@ -533,14 +629,18 @@ def beam_search(
         step_log_probs = ops.where(finished[:, None], stay[None, :], step_log_probs)
         candidate_log_probs = log_probs[:, None] + step_log_probs  # [N, V]
         candidate_lengths = lengths + ops.cast(ops.logical_not(finished), "int32")  # [N]
-        candidate_scores = _penalized(candidate_log_probs, candidate_lengths[:, None], alpha)
+        candidate_scores = penalized(candidate_log_probs, candidate_lengths[:, None])
+        if live is not None:  # a slot past its row's width proposes nothing
+            candidate_scores = ops.where(live_column, candidate_scores, float("-inf"))
 
         flat_scores = ops.reshape(candidate_scores, (-1, beam_width * vocab_size))
         top = ops.cast(ops.top_k(flat_scores, beam_width)[1], "int32")  # [B, K], best first
         if keep_greedy:
             top, greedy_candidate = _keep_greedy_candidate(
-                top, step_log_probs, is_greedy, beam_width, vocab_size
+                top, step_log_probs, is_greedy, beam_width, vocab_size, live_ranks, not_last
             )
+            # (With per-row widths, a copy of the candidate past a row's width comes after the
+            # live one, which `argmax` finds first.)
             is_greedy = ops.reshape(ops.equal(top, greedy_candidate[:, None]), (-1,))
 
         rows = _flat_rows(top // vocab_size, beam_width)  # [N], the parent of each new beam
@@ -557,6 +657,10 @@ def beam_search(
             ops.take(buffer, rows, axis=0), step, ops.where(was_finished, pad_token, new_tokens)
         )
         finished = ops.logical_or(was_finished, ops.equal(new_tokens, end_token))
+        if live is not None:  # a slot past its row's width holds nothing (and never stops the loop)
+            finished = ops.logical_or(finished, dead)
+        if max_lengths is not None:
+            finished = ops.logical_or(finished, step >= last_steps)
         state = _gather_rows(state, rows)
         return step + 1, new_tokens, state, buffer, lengths, log_probs, finished, is_greedy
 
@@ -568,8 +672,14 @@ def beam_search(
     )
 
     # Final ranking by penalized score (already the loop's order; sorting again is cheap).
-    scores = ops.reshape(_penalized(log_probs, lengths, alpha), (-1, beam_width))
-    scores, order = ops.top_k(scores, num_results)
+    if live is not None:  # what the slots past a row's width hold ranks last, as impossible
+        log_probs = ops.where(live, log_probs, NEG_INF)
+    scores = ops.reshape(penalized(log_probs, lengths), (-1, beam_width))
+    if live is None:
+        scores, order = ops.top_k(scores, num_results)
+    else:  # the live slots first
+        order = ops.top_k(ops.where(live_ranks, scores, float("-inf")), num_results)[1]
+        scores = ops.take_along_axis(scores, order, axis=-1)
     rows = _flat_rows(ops.cast(order, "int32"), beam_width)
     buffer, lengths, log_probs = _gather_rows((buffer, lengths, log_probs), rows)
     return {

@@ -1,13 +1,18 @@
 """`keras-seq predict`: decode with a model directory (offline), or query a server.
 
     keras-seq predict --model DIR [TEXT ...] [--input FILE] [--greedy | --beam-width K] [--nbest N]
-    keras-seq predict --server HOST:PORT --model NAME WORD ...      (TF Serving's gRPC API)
+                      [--max-length L]
+    keras-seq predict --server HOST:PORT --model NAME WORD ... [--beam-width K] [--num-results N]
+                      [--max-length L] [--length-penalty A]      (TF Serving's gRPC API)
 
 With ``--model`` naming a model directory (keras-seq train --out) and no ``--server``, the lines
 of ``--input`` (or standard input, or the TEXT arguments) are decoded in this process, one output
 line per input line (``source<TAB>output``; ``--nbest N`` adds N lines per source with scores).
 An empty line gives an empty output; a line longer than the model's maximum ends the command with
-a message that names the line.
+a message that names the line. ``--num-results`` is another name of ``--nbest``.
+
+With ``--server``, the decoding settings go to the export's ``decode`` signature, one value per
+word (`keras_seq.serving.Client.predict`).
 """
 
 import argparse
@@ -25,7 +30,9 @@ def _offline_parser():
     group = p.add_mutually_exclusive_group()
     group.add_argument("--greedy", action="store_true", help="greedy search")
     group.add_argument("--beam-width", type=int, default=None, help="beam width (default: the model's)")
-    p.add_argument("--nbest", type=int, default=1, help="outputs per source, with their scores")
+    p.add_argument("--nbest", "--num-results", dest="nbest", type=int, default=1,
+                   help="outputs per source, with their scores")
+    p.add_argument("--max-length", type=int, default=None, help="largest output length (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256)
     return p
 
@@ -46,6 +53,9 @@ def offline_main(argv):
     prog = "keras-seq predict"
     if args.nbest < 1 or (args.beam_width is not None and args.beam_width < args.nbest):
         print(f"{prog}: error: --nbest must be between 1 and the beam width", file=sys.stderr)
+        return EXIT_USAGE
+    if args.max_length is not None and args.max_length < 1:
+        print(f"{prog}: error: --max-length must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     if args.texts:
         lines, name = list(args.texts), "argument"
@@ -73,8 +83,12 @@ def offline_main(argv):
             return EXIT_USAGE
     method = "greedy" if args.greedy else "beam"
     width = None if args.greedy else max(args.beam_width or app.beam_width, args.nbest)
-    results = app.predict(lines, method=method, beam_width=width, num_results=1 if args.greedy else args.nbest,
-                          batch_size=args.batch_size)
+    try:
+        results = app.predict(lines, method=method, beam_width=width, num_results=1 if args.greedy else args.nbest,
+                              batch_size=args.batch_size, max_length=args.max_length)
+    except ValueError as e:  # a --max-length over the model's
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     out = sys.stdout
     for line, result in zip(lines, results):
         for output, score in result[: args.nbest]:

@@ -74,14 +74,14 @@ class G2P(TextSeq2Seq):
         """A pronunciation as a tuple of phonemes."""
         return tuple(tokens)
 
-    def predict(self, words, method="beam", beam_width=None, num_results=1, batch_size=256):
+    def predict(self, words, method="beam", beam_width=None, num_results=1, batch_size=256, max_length=None):
         """Pronunciations of `words`: for each word a list of `num_results` (phonemes, score).
 
         `phonemes` is a tuple of phoneme strings, `score` the log-probability. `method` is "beam"
         or "greedy". An empty word gets ``[((), 0.0)]``; a word longer than `max_input_length`
         raises `SourceTooLongError`.
         """
-        return super().predict(words, method, beam_width, num_results, batch_size)
+        return super().predict(words, method, beam_width, num_results, batch_size, max_length)
 
     def warmup_sources(self):
         return [w for w in WARMUP_WORDS if len(w) <= self.max_input_length]

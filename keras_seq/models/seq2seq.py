@@ -103,6 +103,8 @@ class Decoding:
         temperature=1.0,
         top_k=None,
         seed=None,
+        beam_widths=None,
+        max_lengths=None,
     ):
         """Decodes output sequences for a batch of input token ids, in one compiled loop.
 
@@ -113,6 +115,10 @@ class Decoding:
             beam_width, length_penalty, num_results: Beam search settings (see
                 `keras_seq.decoding.beam_search`).
             temperature, top_k, seed: Sampling settings (see `keras_seq.decoding.sample`).
+            beam_widths, max_lengths: None, or int (B,) tensors: per-row settings under the
+                static maxima `beam_width` and `max_length`, in the same loop (see
+                `keras_seq.decoding.beam_search`); `length_penalty`, `temperature`, `top_k`
+                and `seed` may be (B,) tensors too.
 
         Returns:
             The decoder's dict: `tokens`, `lengths`, `scores` (and `log_probs` for beams); the
@@ -134,13 +140,14 @@ class Decoding:
 
         state = {"rnn": state["rnn"]}
         start = ops.full((ops.shape(encoder_inputs)[0],), self.start_token, "int32")
-        common = dict(max_length=max_length, end_token=self.end_token, pad_token=self.pad_token)
+        common = dict(max_length=max_length, end_token=self.end_token, pad_token=self.pad_token,
+                      max_lengths=max_lengths)
         if method == "greedy":
             return decoding.greedy_search(step, state, start, **common)
         if method == "beam":
             return decoding.beam_search(
                 step, state, start, beam_width=beam_width,
-                length_penalty=length_penalty, num_results=num_results, **common,
+                length_penalty=length_penalty, num_results=num_results, beam_widths=beam_widths, **common,
             )
         if method == "sample":
             return decoding.sample(

@@ -207,19 +207,20 @@ class TextSeq2Seq:
         """What `predict` returns for one decoded token sequence: the joined string."""
         return join_tokens(tokens, self.target_split)
 
-    def predict(self, sources, method="beam", beam_width=None, num_results=1, batch_size=256):
+    def predict(self, sources, method="beam", beam_width=None, num_results=1, batch_size=256, max_length=None):
         """The outputs of `sources`: for each, a list of `num_results` ``(output, score)``.
 
         ``output`` is `output(tokens)` (the joined string here), ``score`` its log-probability.
         `method` is "beam" or "greedy". An empty source gets ``[(output(()), 0.0)]``, not a guess.
+        `max_length` limits the outputs' length (default: the model's ``max_output_length``).
 
         Raises:
             SourceTooLongError: If a source has more than `max_input_length` tokens.
         """
         return [[(self.output(tokens), score) for tokens, score in results]
-                for results in self.predict_tokens(sources, method, beam_width, num_results, batch_size)]
+                for results in self.predict_tokens(sources, method, beam_width, num_results, batch_size, max_length)]
 
-    def predict_tokens(self, sources, method="beam", beam_width=None, num_results=1, batch_size=256):
+    def predict_tokens(self, sources, method="beam", beam_width=None, num_results=1, batch_size=256, max_length=None):
         """As `predict`, with each output as its tuple of tokens."""
         sources = list(sources)
         ids = self.encode(sources)  # all at once: a too-long source fails before any decoding
@@ -227,7 +228,7 @@ class TextSeq2Seq:
         for start in range(0, len(sources), batch_size):
             batch = ids[start: start + batch_size]
             batch = batch[:, : max(1, int((batch != PAD_ID).sum(axis=1).max(initial=1)))]
-            out = self.decode_ids(batch, method, beam_width, num_results)
+            out = self.decode_ids(batch, method, beam_width, num_results, max_length)
             tokens, scores = out["tokens"], out["scores"]
             for row in range(len(batch)):
                 if not batch[row].any():
@@ -237,20 +238,23 @@ class TextSeq2Seq:
                                 for k in range(tokens.shape[1])])
         return results
 
-    def decode_ids(self, encoder_inputs, method="beam", beam_width=None, num_results=1):
+    def decode_ids(self, encoder_inputs, method="beam", beam_width=None, num_results=1, max_length=None):
         """NumPy `tokens` (B, K, L) and `scores` (B, K) for source ids, through the compiled loop."""
-        fn = self._compiled(method, beam_width or self.beam_width, num_results)
+        if max_length is not None and not 1 <= max_length <= self.model.max_output_length:
+            raise ValueError(f"`max_length` must be between 1 and {self.model.max_output_length} (the model's "
+                             f"max_output_length). Received: max_length={max_length!r}")
+        fn = self._compiled(method, beam_width or self.beam_width, num_results, max_length)
         out = fn(np.asarray(encoder_inputs, np.int32))
         tokens, scores = np.asarray(out["tokens"]), np.asarray(out["scores"])
         if tokens.ndim == 2:
             tokens, scores = tokens[:, None], scores[:, None]
         return {"tokens": tokens, "scores": scores}
 
-    def _compiled(self, method, beam_width, num_results):
+    def _compiled(self, method, beam_width, num_results, max_length=None):
         cache = self.__dict__.setdefault("_compiled_fns", {})
-        key = (method, beam_width, num_results)
+        key = (method, beam_width, num_results, max_length)
         if key not in cache:
-            kwargs = {"method": method}
+            kwargs = {"method": method, "max_length": max_length}
             if method == "beam":
                 kwargs.update(beam_width=beam_width, num_results=num_results)
             if keras.backend.backend() == "tensorflow":

@@ -8,7 +8,13 @@ at most `batch_timeout_micros` for more), concatenates them along dimension 0, p
 the next `allowed_batch_sizes` entry, runs it once and hands each request its rows back.
 
 Where TF Serving would reject a batch whose tasks have different inner shapes (with padding off),
-this scheduler puts such tasks in different batches instead.
+this scheduler puts such tasks in different batches instead. With `pad_variable_length_inputs`
+on, tasks whose inputs differ only in their inner sizes merge, as in TF Serving
+(batching/batching_util.cc): each task's input is padded at the end of every dimension but the
+first to the batch's largest size, with the input's own first element as the padding value
+(ranks 1 to 6; a task's empty tensor that needs padding fails the batch with "Got empty tensor in
+batch of non-empty tensors."). A model fed such batches must not read the padding: keras-seq's
+``tokens`` signatures take per-row ``input_lengths`` for this.
 
 Deadlines: a task whose deadline passes while it waits in the queue leaves it with
 DEADLINE_EXCEEDED (it is never run), and a batch runs with the latest deadline of its tasks as its
@@ -40,6 +46,7 @@ class BatchingOptions:
     max_enqueued_batches: int = 10
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple = ()
+    pad_variable_length_inputs: bool = False
 
     @classmethod
     def from_proto(cls, params):
@@ -49,6 +56,7 @@ class BatchingOptions:
             if params.HasField(name):
                 setattr(options, name, int(getattr(params, name).value))
         options.allowed_batch_sizes = tuple(int(s) for s in params.allowed_batch_sizes)
+        options.pad_variable_length_inputs = bool(params.pad_variable_length_inputs)
         options.validate()
         return options
 
@@ -72,16 +80,17 @@ class BatchingOptions:
 class _Task:
     """One request's Session::Run, waiting in the queue for its rows of a batch."""
 
-    def __init__(self, servable, feeds, fetches, size, deadline=None):
+    def __init__(self, servable, feeds, fetches, size, deadline=None, pad=False):
         self.servable = servable
         self.deadline = _NO_DEADLINE if deadline is None else deadline
         self.feeds = feeds
         self.fetches = fetches
         self.size = size
+        # With padding, inner sizes may differ (ranks may not: they cannot be padded together).
         self.key = (
             id(servable),
             tuple(fetches),
-            tuple((name, value.dtype.str, value.shape[1:]) for name, value in feeds),
+            tuple((name, value.dtype.str, value.ndim if pad else value.shape[1:]) for name, value in feeds),
         )
         self.enqueued = time.monotonic()
         self.taken = False
@@ -100,6 +109,28 @@ def _check_batchable(feeds):
     if len(sizes) > 1:
         raise errors.invalid_argument("Batching Run() input tensors must have equal 0th-dimension size")
     return sizes.pop() if sizes else 0
+
+
+def pad_variable_length(parts):
+    """TF Serving's padding of one input's tensors (one per task) to a common shape.
+
+    Every dimension but the first is padded at its end to the largest size among `parts`, with
+    each tensor's own first element as the value (batching_util.cc `PadTensor`). The parts
+    have one rank: tasks of different ranks never share a batch.
+    """
+    largest = np.max([part.shape for part in parts], axis=0)
+    padded = []
+    for part in parts:
+        widths = [(0, 0)] + [(0, int(m) - n) for m, n in zip(largest[1:], part.shape[1:])]
+        if not any(after for _, after in widths):
+            padded.append(part)
+            continue
+        if part.ndim > 6:
+            raise errors.invalid_argument("Only tensors with rank from 1 to 6 can be padded.")
+        if part.size < 1:
+            raise errors.invalid_argument("Got empty tensor in batch of non-empty tensors.")
+        padded.append(np.pad(part, widths, mode="constant", constant_values=part.flat[0]))
+    return padded
 
 
 class BatchScheduler:
@@ -138,7 +169,7 @@ class BatchScheduler:
             raise errors.invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
             )
-        task = _Task(servable, feeds, fetches, size, deadline)
+        task = _Task(servable, feeds, fetches, size, deadline, self.options.pad_variable_length_inputs)
         if task.deadline <= time.monotonic():
             raise errors.deadline_exceeded("Deadline exceeded before the task was queued for batching")
         with self._cond:
@@ -249,6 +280,8 @@ class BatchScheduler:
             feeds = []
             for i, (name, _) in enumerate(first.feeds):
                 parts = [task.feeds[i][1] for task in batch]
+                if self.options.pad_variable_length_inputs:
+                    parts = pad_variable_length(parts)
                 if padded > rows:
                     filler = parts[0][:1]
                     parts.append(np.repeat(filler, padded - rows, axis=0))

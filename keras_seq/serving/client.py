@@ -10,8 +10,13 @@ Example:
     ...     outputs["pronunciation"]
     array([b'HH AH0 L OW1', b'W ER1 L D'], dtype=object)
 
+Decoding settings of a keras-seq export go to its ``decode`` signature, one value per row:
+
+    >>> client.predict("g2p", ["hello"], beam_width=2, num_results=2)   # doctest: +SKIP
+
 `keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word (`--rest`: over
-TF Serving's REST API, with `rest_client.RestClient`, which has this class's interface).
+TF Serving's REST API, with `rest_client.RestClient`, which has this class's interface;
+``--beam-width``, ``--num-results``, ``--max-length``, ``--length-penalty``: decoding settings).
 """
 
 import os
@@ -37,6 +42,9 @@ from keras_seq.serving.tensors import as_request_array, ndarray_to_proto
 
 DEFAULT_TIMEOUT_S = 10.0
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+#: The per-request decoding settings of keras-seq's ``decode`` signature (keras_seq.export.seq2seq).
+DECODING_SETTINGS = ("beam_width", "num_results", "max_length", "length_penalty")
+DECODE_SIGNATURE = "decode"
 
 
 def make_request(model, inputs, signature_name="", version=None, version_label=None, output_filter=()):
@@ -74,6 +82,40 @@ def proto_to_numpy(proto):
     import tensorflow as tf
 
     return tf.make_ndarray(proto)
+
+
+def with_decoding_settings(client, model, inputs, signature_name, version, settings, timeout=None):
+    """``(signature name, inputs)`` of a request with decoding `settings` (``beam_width``,
+    ``num_results``, ``max_length``, ``length_penalty``; None: not given).
+
+    With no setting given, both come back as they are. Otherwise the signature is ``decode``
+    unless `signature_name` names another, and every setting is sent with one value per row (one
+    value given applies to every row), those not given with the export's defaults, read from
+    `client.metadata`: a request of several rows must send every input with its number of rows to
+    merge with others under server-side batching.
+    """
+    settings = {name: value for name, value in settings.items() if value is not None}
+    if not settings:
+        return signature_name, inputs
+    unknown = sorted(set(settings) - set(DECODING_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown decoding setting(s) {unknown}; the settings are {list(DECODING_SETTINGS)}")
+    signature_name = signature_name or DECODE_SIGNATURE
+    rows = len(next(iter(inputs.values()))) if inputs else 0
+    if set(settings) != set(DECODING_SETTINGS):
+        signatures = client.metadata(model, version, timeout)
+        if signature_name not in signatures:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"model {model!r} has no {signature_name!r} signature to take decoding settings "
+                               f"(an export made before per-request settings?); it has {sorted(signatures)}")
+        defaults = signatures[signature_name].defaults
+        for name in DECODING_SETTINGS:
+            if name not in settings and name in defaults:
+                settings[name] = proto_to_numpy(defaults[name])
+    dtypes = {"length_penalty": np.float32}
+    per_row = {name: np.broadcast_to(np.asarray(value, dtypes.get(name, np.int32)).reshape(-1), (rows,)).copy()
+               for name, value in settings.items()}
+    return signature_name, {**inputs, **per_row}
 
 
 class Client:
@@ -143,15 +185,19 @@ class Client:
         return self.call(self.prediction.Predict, request, timeout)
 
     def predict(
-        self, model, inputs, signature_name="", version=None, version_label=None, output_filter=(), timeout=None
+        self, model, inputs, signature_name="", version=None, version_label=None, output_filter=(), timeout=None,
+        **settings,
     ):
         """Runs a signature; returns {output alias: NumPy array}.
 
         `inputs` is {alias: array-like}; a bare list of strings is sent as `words` (an empty list as
         an empty string tensor, so the answer has no rows).
+        `settings`: decoding settings of keras-seq's ``decode`` signature (see
+        `with_decoding_settings`), which is then the signature unless `signature_name` names another.
         """
         if not isinstance(inputs, dict):
             inputs = {"words": np.array([w.encode() if isinstance(w, str) else w for w in inputs], dtype=object)}
+        signature_name, inputs = with_decoding_settings(self, model, inputs, signature_name, version, settings, timeout)
         request = make_request(model, inputs, signature_name, version, version_label, output_filter)
         response = self.predict_response(request, timeout)
         return {alias: proto_to_numpy(proto) for alias, proto in response.outputs.items()}
@@ -242,7 +288,23 @@ def build_parser():
     p.add_argument("--ssl_root_certificates", help="PEM file of the CA that signed the server's certificate")
     p.add_argument("--ssl_client_key", help="PEM client key (mutual TLS)")
     p.add_argument("--ssl_client_cert", help="PEM client certificate (mutual TLS)")
+    add_decoding_arguments(p)
     return p
+
+
+def add_decoding_arguments(parser):
+    """`--beam-width`, `--num-results`, `--max-length`, `--length-penalty`: per-request decoding
+    settings, sent to the ``decode`` signature (unless --signature_name names another)."""
+    group = parser.add_argument_group("decoding settings (the decode signature of a keras-seq export)")
+    group.add_argument("--beam-width", type=int, help="beam width (default: the export's)")
+    group.add_argument("--num-results", type=int, help="outputs per word, at most the beam width (default: all)")
+    group.add_argument("--max-length", type=int, help="largest output length (default: the export's)")
+    group.add_argument("--length-penalty", type=float, help="GNMT length penalty alpha (default 0)")
+
+
+def decoding_settings(args):
+    """The decoding settings given on the command line, as `Client.predict` keywords."""
+    return {name: getattr(args, name) for name in DECODING_SETTINGS if getattr(args, name, None) is not None}
 
 
 def main(argv=None):
@@ -264,7 +326,8 @@ def main(argv=None):
         try:
             started = time.perf_counter()
             outputs = client.predict(
-                args.model, {args.input_key: args.words}, args.signature_name, args.version, args.version_label
+                args.model, {args.input_key: args.words}, args.signature_name, args.version, args.version_label,
+                **decoding_settings(args),
             )
             elapsed_ms = (time.perf_counter() - started) * 1000
         except ServingError as e:

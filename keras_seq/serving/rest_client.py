@@ -29,6 +29,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from keras_seq.serving.client import with_decoding_settings
 from keras_seq.serving.errors import ServingError, code_from_http_status
 from keras_seq.serving.tensors import as_request_array
 
@@ -191,14 +192,17 @@ class RestClient:
         return self._signatures[key]
 
     def predict(
-        self, model, inputs, signature_name="", version=None, version_label=None, output_filter=(), timeout=None
+        self, model, inputs, signature_name="", version=None, version_label=None, output_filter=(), timeout=None,
+        **settings,
     ):
         """Runs a signature; returns {output alias: NumPy array}, as `Client.predict`.
 
-        `inputs` is {alias: array-like}; a bare list of strings is sent as `words`.
+        `inputs` is {alias: array-like}; a bare list of strings is sent as `words`. `settings`:
+        decoding settings, as for `Client.predict` (`client.with_decoding_settings`).
         """
         if not isinstance(inputs, dict):
             inputs = {"words": np.array([w.encode() if isinstance(w, str) else w for w in inputs], dtype=object)}
+        signature_name, inputs = with_decoding_settings(self, model, inputs, signature_name, version, settings, timeout)
         signature = self._signature(model, signature_name, version, version_label, timeout)
         body = {"inputs": {alias: _to_json(as_request_array(value)) for alias, value in inputs.items()}}
         if signature_name:

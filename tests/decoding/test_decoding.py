@@ -287,6 +287,55 @@ def test_sampling_seeds_and_well_formed_sequences():
     np.testing.assert_array_equal(topk["tokens"], np_greedy(model, 8, END, PAD)[0])
 
 
+# --- Per-row settings: one loop over the maxima, each row as if decoded alone ------------------
+
+
+def run_alone(decoder, model, b, max_length, **kwargs):
+    """Row `b` decoded in a batch of its own, with static settings."""
+    state = {"h": model.h0[b : b + 1], "memory": (model.memory[b : b + 1], model.mask[b : b + 1])}
+    return numpy_dict(decoder(model.step_fn, state, model.start[b : b + 1], max_length, end_token=END,
+                              pad_token=PAD, **kwargs))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_per_row_beam_settings_equal_each_row_alone(seed):
+    model = ToyRNN(vocab_size=6, batch_size=4, seed=seed, scale=0.8)
+    widths, lengths, alphas = [1, 3, 2, 4], [7, 3, 5, 6], [0.0, 1.0, 0.6, 0.0]
+    mixed = run(decoding.beam_search, model, 7, beam_width=4, num_results=1, beam_widths=np.int32(widths),
+                max_lengths=np.int32(lengths), length_penalty=np.float32(alphas))
+    for b, (w, m, alpha) in enumerate(zip(widths, lengths, alphas)):
+        alone = run_alone(decoding.beam_search, model, b, m, beam_width=w, num_results=1, length_penalty=alpha)
+        np.testing.assert_array_equal(mixed["tokens"][b, 0, :m], alone["tokens"][0, 0])
+        assert (mixed["tokens"][b, 0, m:] == PAD).all()
+        np.testing.assert_array_equal(mixed["lengths"][b], alone["lengths"][0])
+        np.testing.assert_allclose(mixed["scores"][b], alone["scores"][0], rtol=1e-6)
+    # Every row at the maxima: exactly the static search.
+    full = run(decoding.beam_search, model, 7, beam_width=4, beam_widths=np.full(4, 4, "int32"),
+               max_lengths=np.full(4, 7, "int32"), length_penalty=np.zeros(4, "float32"))
+    static = run(decoding.beam_search, model, 7, beam_width=4)
+    for key in static:
+        np.testing.assert_array_equal(full[key], static[key])
+
+
+def test_per_row_greedy_and_sampling_settings_equal_each_row_alone():
+    model = ToyRNN(vocab_size=6, batch_size=3, seed=5, scale=1.0)
+    lengths = np.int32([2, 6, 4])
+    greedy = run(decoding.greedy_search, model, 6, max_lengths=lengths)
+    width_one = run(decoding.beam_search, model, 6, beam_width=3, beam_widths=np.ones(3, "int32"), max_lengths=lengths)
+    np.testing.assert_array_equal(width_one["tokens"][:, 0], greedy["tokens"])
+    np.testing.assert_array_equal(width_one["log_probs"][:, 0], greedy["scores"])
+    temperatures, top_ks, seeds = np.float32([0.7, 0.0, 1.5]), np.int32([2, 0, 0]), np.int32([11, 12, 11])
+    mixed = run(decoding.sample, model, 6, max_lengths=lengths, temperature=temperatures, top_k=top_ks, seed=seeds)
+    for b in range(3):
+        m = int(lengths[b])
+        alone = run_alone(decoding.sample, model, b, m, temperature=float(temperatures[b]),
+                          top_k=int(top_ks[b]) or None, seed=int(seeds[b]))
+        np.testing.assert_array_equal(mixed["tokens"][b, :m], alone["tokens"][0])
+        np.testing.assert_allclose(mixed["scores"][b], alone["scores"][0], rtol=1e-6)
+        greedy_alone = run_alone(decoding.greedy_search, model, b, m)
+        np.testing.assert_array_equal(greedy["tokens"][b, :m], greedy_alone["tokens"][0])
+
+
 # --- Compiled: tf.function with a dynamic batch, SavedModel, XLA, JAX ---------------------------
 
 TOY = dict(vocab_size=5, units=4, memory_length=3, batch_size=5, seed=13)

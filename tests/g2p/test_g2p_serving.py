@@ -38,10 +38,22 @@ def g2p_export(tmp_path_factory):
     module = g2p.serving_module()
     path = export_saved_model(module, base, signatures=module.signatures(), warmup_inputs=g2p.warmup_inputs(),
                               model_name="g2p")
+    ids, rows = g2p.encode_words(WORDS), len(WORDS)
+    tokens = {"input_ids": ids, "input_lengths": (ids != 0).sum(axis=1).astype(np.int32)}
+    cycle = lambda values, dtype: np.resize(np.asarray(values, dtype), rows)  # noqa: E731
+    decode = {"words": np.array(WORDS, object), "beam_width": cycle([1, 3, 2], np.int32),
+              "num_results": cycle([1, 2, 0], np.int32), "max_length": cycle([9, 3, 5], np.int32),
+              "length_penalty": cycle([0.0, 0.5, 1.0], np.float32)}
+    sample = {"words": np.array(WORDS, object), "temperature": cycle([0.5, 1.0], np.float32),
+              "top_k": cycle([0, 2], np.int32), "seed": np.arange(rows, dtype=np.int32),
+              "max_length": cycle([9, 4], np.int32)}
     expected = {
         "serving_default": ({"words": np.array(WORDS, object)}, module.serving_default(tf.constant(WORDS))),
         "greedy": ({"words": np.array(WORDS, object)}, module.greedy(tf.constant(WORDS))),
-        "tokens": ({"input_ids": g2p.encode_words(WORDS)}, module.tokens(tf.constant(g2p.encode_words(WORDS)))),
+        "tokens": (tokens, module.tokens(**{k: tf.constant(v) for k, v in tokens.items()})),
+        # Per-request settings, a different one in every row.
+        "decode": (decode, module.decode(tf.constant(WORDS), **{k: tf.constant(v) for k, v in decode.items() if k != "words"})),
+        "sample": (sample, module.sample(tf.constant(WORDS), **{k: tf.constant(v) for k, v in sample.items() if k != "words"})),
     }
     expected = {k: (inputs, {a: v.numpy() for a, v in out.items()}) for k, (inputs, out) in expected.items()}
     return g2p, str(base), str(path), expected
@@ -162,7 +174,7 @@ def test_export_decodes_a_large_batch_in_shards_like_the_python_model(g2p_export
     assert [b.decode() for b in greedy["pronunciation"].numpy()] == [" ".join(w[0][0]) for w in want]
     np.testing.assert_allclose(greedy["score"].numpy(), [w[0][1] for w in want], atol=1e-4)
     ids = g2p.encode_words(words)
-    tokens = loaded.signatures["tokens"](input_ids=tf.constant(ids))
+    tokens = loaded.signatures["tokens"](input_ids=tf.constant(ids), input_lengths=tf.constant((ids != 0).sum(axis=1).astype(np.int32)))
     np.testing.assert_array_equal(tokens["output_ids"].numpy(), g2p.decode_ids(ids, beam_width=3, num_results=3)["tokens"])
 
 
@@ -197,7 +209,7 @@ def test_export_input_ids_are_as_wide_as_the_longest_word_and_empty_words_decode
     for name in ("serving_default", "greedy"):
         out = loaded.signatures[name](words=tf.constant(["", ""]))
         assert out["pronunciation"].numpy().tolist() == [b"", b""], name
-    out = loaded.signatures["tokens"](input_ids=tf.zeros([2, 0], tf.int32))
+    out = loaded.signatures["tokens"](input_ids=tf.zeros([2, 0], tf.int32), input_lengths=tf.zeros([2], tf.int32))
     assert out["output_ids"].shape[:2] == (2, 3) and out["lengths"].shape == (2, 3)
 
 

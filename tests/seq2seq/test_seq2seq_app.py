@@ -85,6 +85,17 @@ def test_python_and_offline_cli_predict_agree_and_refuse_too_long_sources(run, c
     assert f"{tmp_path / 'in.txt'}:2: source 'abcdefabc' has 9 tokens" in capsys.readouterr().err
 
 
+def test_offline_cli_predict_takes_num_results_and_max_length(run, capsys):
+    _, out, _ = run
+    assert predict_main(["--model", str(out), "--beam-width", "3", "--num-results", "2", "--max-length", "2",
+                         "abcde"]) == 0
+    short = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(short) == 2 and all(source == "abcde" and len(text.split()) <= 2 for source, text, _ in short)
+    assert len(TextSeq2Seq.load(out).predict(["abcde"], beam_width=3)[0][0][0].split()) > 2  # the limit cut it
+    assert predict_main(["--model", str(out), "--max-length", "999", "abc"]) == 2
+    assert "`max_length` must be between 1 and" in capsys.readouterr().err
+
+
 def test_evaluate_prints_exact_match_and_token_error_rate(run, capsys):
     tmp, out, _ = run
     assert evaluate_main(["--model", str(out), "--data", str(tmp / "dev.tsv")]) == 0

@@ -110,7 +110,8 @@ def test_batching_options_are_validated():
 def test_batching_parameters_file(base_path, tmp_path):
     params = tmp_path / "batching_parameters.txt"
     params.write_text(
-        "max_batch_size { value: 16 } batch_timeout_micros { value: 1000 } num_batch_threads { value: 2 }"
+        "max_batch_size { value: 16 } batch_timeout_micros { value: 1000 } num_batch_threads { value: 2 } "
+        "pad_variable_length_inputs: true"
     )
     server, port = create_server(
         model_base_path=base_path,
@@ -123,6 +124,7 @@ def test_batching_parameters_file(base_path, tmp_path):
     try:
         assert server.scheduler.options.max_batch_size == 16
         assert server.scheduler.options.num_batch_threads == 2
+        assert server.scheduler.options.pad_variable_length_inputs
     finally:
         server.stop(0)
     with pytest.raises(ValueError):
