@@ -30,7 +30,7 @@ projection b + U x alone; the loop (the layer's own `scan`, one chunk of all ste
 empty but for reading each step's four z slices; the loop with only the four recurrent products
 W h(t-1) (and the adds that combine them); the loop with only the gate nonlinearities and the
 elementwise arithmetic of eq. 10.40-10.44 (W h(t-1) replaced by h(t-1)); the full inference loop;
-and torch.nn.LSTM's inference with one thread and with all when torch is importable. The parts are differences of these times
+and torch.nn.LSTM's inference when torch is importable (`--torch-threads`). The parts are differences of these times
 (products = products-only loop - empty loop, and so on); they overlap where TensorFlow runs ops at
 once, so they need not add up to the layer's time. The FLOP floors use the (B*T, I+H) @ (I+H, 4H)
 product's rate and one step's (B, H) @ (H, 4H) product's rate, both measured in the same process.
@@ -55,6 +55,9 @@ def parse_args():
     p.add_argument("--only", choices=["lstm", "gru"], default=None, help="one family only")
     p.add_argument("--no-xla", action="store_true", help="TensorFlow: skip the jit_compile=True runs")
     p.add_argument("--no-torch", action="store_true", help="skip torch even if importable")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch's threads (default: all cores; with other processes on the cores its OpenMP "
+                        "threads wait for each other at every step, and 1 can be faster)")
     p.add_argument("--profile", action="store_true",
                    help="TensorFlow: where the book LSTM's inference time goes (see the docstring)")
     return p.parse_args()
@@ -243,6 +246,13 @@ def profile_functions(x):
         return [(tf.matmul(h, W_quarter[0]) + tf.matmul(h, W_quarter[1]))
                 + (tf.matmul(h, W_quarter[2]) + tf.matmul(h, W_quarter[3])), carry[1]], []
 
+    W_all_quarter = 0.25 * tf.convert_to_tensor(cell.recurrent_kernel)
+
+    def fused_product(carry, z_t):  # one (B, H) @ (H, 4H) product instead of four
+        h = carry[0]
+        a = tf.matmul(h, W_all_quarter)
+        return [a[:, :H], carry[1]], []  # one block carried on: the product computes all four
+
     def gates(carry, z_t):
         h, s = carry
         z_g, z_f, z_c, z_q = z_t
@@ -263,6 +273,7 @@ def profile_functions(x):
         "input projection b + U x": lambda: projection().numpy(),
         "loop: empty (reads z slices)": lambda: empty_loop().numpy(),
         "loop: 4 recurrent products only": lambda f=loop(products): f().numpy(),
+        "loop: 1 fused product (H x 4H) only": lambda f=loop(fused_product): f().numpy(),
         "loop: gates/nonlinearities only": lambda f=loop(gates): f().numpy(),
         "loop: full inference step": lambda: full_loop().numpy(),
     }
@@ -281,15 +292,10 @@ def run_profile(args):
         try:
             import torch
 
-            infer = torch_functions("lstm", x, x[:, -1, :0])["infer"]
-            # With other processes on the cores, torch's OpenMP threads wait for each other at every
-            # step: one thread can be faster than all. Each row sets its thread count for its call.
-            for threads in sorted({1, len(os.sched_getaffinity(0))}):
-                def run(threads=threads):
-                    torch.set_num_threads(threads)
-                    return infer()
-
-                fns[(f"torch.nn.LSTM inference ({threads} thread{'s' * (threads > 1)})", "infer")] = run
+            threads = args.torch_threads or len(os.sched_getaffinity(0))
+            torch.set_num_threads(threads)
+            fns[(f"torch.nn.LSTM inference ({threads} thread{'s' * (threads > 1)})", "infer")] = torch_functions(
+                "lstm", x, x[:, -1, :0])["infer"]
             torch_note = f"torch {torch.__version__}"
         except ImportError:
             pass
@@ -407,7 +413,7 @@ def run_backend(args):
         try:
             import torch
 
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
+            torch.set_num_threads(args.torch_threads or len(os.sched_getaffinity(0)))
             use_torch = True
         except ImportError:
             print("torch is not importable: torch comparisons skipped")
