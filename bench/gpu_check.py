@@ -274,40 +274,40 @@ def cudnn_benchmark(shapes, rounds, warmup):
             print("Keras rows with use_cudnn=True run cuDNN where Keras can (LSTM without a mask); "
                   "CudnnLSTM calls jax.experimental.rnn.lstm (cuDNN) with the lengths.")
         else:
-            print(f"NOT ON A GPU ({jax.default_backend()}): use_cudnn=True raises in Keras here, so those rows use "
-                  "'auto', and CudnnLSTM runs jax.experimental.rnn.lstm_ref; no cuDNN is timed.")
+            print(f"NOT ON A GPU ({jax.default_backend()}): use_cudnn=True raises in Keras here, so those rows "
+                  "use 'auto', and CudnnLSTM runs jax.experimental.rnn.lstm_ref; no cuDNN is timed.")
         print(f"batch {B}, steps {T}, inputs {I}, units {H}, float32; mask: right-padded, lengths "
               f"{lengths.min()}..{T}; median ms over {rounds} interleaved rounds ({warmup} warm-up calls); "
               "x = ratio to the reference row (*)")
         print("Keras 3.15.1 on JAX: no cuDNN with a mask (its generic loop), and no cuDNN GRU at all "
               "(GRU use_cudnn=True, reset_after=True, runs its own lax.scan [lax.scan]).\n")
         for title, rows, masked in cudnn_cases(shapes):
-            fns, built = {}, {}
-            for name, make, _ in rows:
-                layer = make()
-                layer(x, **({"mask": mask} if masked else {}))
-                built[name] = layer
-            # The same weights in every row (all use Keras's layout and gate order), so the outputs
-            # can be compared: the book layer's against the reference (cuDNN on a GPU).
-            reference = next(name for name, _, is_ref in rows if is_ref)
+            case_mask = mask if masked else None
             kwargs = {"mask": mask} if masked else {}
+            built = {}
+            for name, make, _ in rows:
+                built[name] = make()
+                built[name](x, **kwargs)
+            reference = next(name for name, _, is_ref in rows if is_ref)
             same = ""
             if "LSTM" in title:
-                # All LSTM rows hold Keras's weights in its layout and gate order: give them the
-                # reference's, and compare the book layer's outputs with the reference's (cuDNN on a GPU).
+                # Every LSTM row holds Keras's weights in its layout and gate order: all get the
+                # reference's, and the book layer's outputs are compared with the reference's.
                 for name in built:
                     built[name].set_weights(built[reference].get_weights())
                 book, ref = (np.asarray(built[name](x, **kwargs)) for name in (rows[0][0], reference))
                 same = f"; max |book - (*)| of the outputs, same weights: {float(np.max(np.abs(book - ref))):.1e}"
-            for name in built:
-                fns.update({(name, mode): fn for mode, fn in step_functions(built[name], x, mask if masked else None).items()})
+            fns = {}
+            for name, layer in built.items():
+                fns.update({(name, mode): fn for mode, fn in step_functions(layer, x, case_mask).items()})
             times, _ = layers.time_interleaved(fns, rounds, warmup)
             print(f"== {title}{same} ==")
             print(f"{'':52s}| infer ms       x | train ms       x")
             for name, _, is_ref in rows:
                 ti, tt = times[(name, "infer")], times[(name, "train")]
                 ri, rt = times[(reference, "infer")], times[(reference, "train")]
-                print(f"{name + (' (*)' if is_ref else ''):52s}| {ti:8.2f}  {ti / ri:6.2f} | {tt:8.2f}  {tt / rt:6.2f}")
+                label = name + (" (*)" if is_ref else "")
+                print(f"{label:52s}| {ti:8.2f}  {ti / ri:6.2f} | {tt:8.2f}  {tt / rt:6.2f}")
             print()
     text = buf.getvalue()
     print(text)
@@ -382,7 +382,8 @@ def main():
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = [
         "", f"## GPU check: {name}" + (" (--smoke: tiny shapes, not a measurement)" if args.smoke else ""), "",
-        f"{when}; `bash bench/gpu_check.sh{' --smoke' if args.smoke else ''}` (KERAS_BACKEND=jax, jax {jax.__version__}, keras {keras.__version__}).",
+        f"{when}; `{' '.join(['python3 bench/gpu_check.py', *sys.argv[1:]])}` (bench/gpu_check.sh runs it; "
+        f"KERAS_BACKEND=jax, jax {jax.__version__}, keras {keras.__version__}).",
         "", "Book layer vs the cell in `keras.layers.RNN` (same weights, masked batch 8x12x6, 16 units, float32):",
         "", "| layer | forward max abs diff | jax.grad max abs diff | |", "|---|---|---|---|", *eq_lines, "",
     ]
