@@ -10,6 +10,23 @@
 2. Benchmark: `bench/layers.py`'s JAX candidates (book LSTM/GRU with a tanh candidate, Keras
    LSTM/GRU, RNN(cell)) at its shapes (batch 64, 100 steps, 128 inputs, 256 units), inference and
    a training step, `jax.jit`-compiled, medians over interleaved rounds.
+3. Against cuDNN: the book LSTM/GRU (tanh candidate) against Keras's layers with
+   `use_cudnn=True` alone and under `keras.layers.Bidirectional`, without a mask and with a
+   right-padded mask (random lengths T/2..T), inference and a training step, at the same shapes.
+   What Keras 3.15.1 runs on JAX (keras/src/backend/jax/rnn.py, layers/rnn/lstm.py, gru.py):
+   - LSTM: cuDNN through `jax.experimental.rnn.lstm` when activation is tanh, the recurrent
+     activation sigmoid, use_bias, not unroll, no recurrent dropout, a GPU, and no mask;
+     `Bidirectional(LSTM)` runs both directions in one fused cuDNN call on the same conditions.
+     With a mask Keras does not use cuDNN (`use_cudnn=True` raises; "auto" runs its scan), though
+     cuDNN supports right-padded batches: the masked cases therefore also time
+     `jax.experimental.rnn.lstm` called directly with the lengths (`CudnnLSTM` below, Keras's
+     weights), and compare its outputs with the book layer's.
+   - GRU: JAX has no cuDNN GRU; `use_cudnn=True` (reset_after=True, no mask) runs Keras's own
+     `lax.scan` with the input projection precomputed, and raises for reset_after=False (the
+     book's variant) or a mask, so those rows use "auto" (Keras's generic RNN loop).
+   On a CPU, `use_cudnn=True` raises in Keras: the rows then use "auto", `CudnnLSTM` runs
+   `jax.experimental.rnn.lstm_ref` (the same weights and lengths, in plain JAX), and the output
+   says so. `--smoke` (tiny shapes, two rounds) proves these code paths on a CPU in seconds.
 Appends a "GPU check" section with the device's name to the results file. Imports no TensorFlow.
 """
 
@@ -25,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ATOL = 1e-4
+SMOKE_SHAPES = (4, 6, 5, 8)
 
 
 def device_name():
@@ -97,11 +115,212 @@ def device_matmul_rate(m, k, n):
     return 2 * m * k * n / sorted(times)[len(times) // 2]
 
 
-def benchmark(rounds, warmup):
+def on_gpu():
+    import jax
+
+    return jax.default_backend() == "gpu"
+
+
+def cudnn_lstm_class():
+    """A Keras layer with `keras.layers.LSTM`'s weights that calls cuDNN through
+    `jax.experimental.rnn.lstm` with each sequence's length (a right-padded mask's row sums), so
+    that a masked batch runs on cuDNN; one fused call for both directions when
+    `bidirectional=True`. Returns the last output (concatenated [forward, backward] as
+    `Bidirectional`'s default merge does). On a CPU it runs `lstm_ref`, JAX's reference of it."""
+    import jax.numpy as jnp
+    import keras
+    from jax.experimental import rnn
+
+    class CudnnLSTM(keras.layers.Layer):
+        def __init__(self, units, bidirectional=False, **kwargs):
+            super().__init__(**kwargs)
+            self.units, self.bidirectional = units, bidirectional
+            self.supports_masking = True  # it reads the mask (and returns no sequence to mask)
+
+        def build(self, input_shape):
+            self.input_size = input_shape[-1]
+            self.directions = []
+            for d in range(2 if self.bidirectional else 1):
+                self.directions.append([
+                    self.add_weight((self.input_size, 4 * self.units), name=f"kernel_{d}"),
+                    self.add_weight((self.units, 4 * self.units), name=f"recurrent_kernel_{d}",
+                                    initializer="orthogonal"),
+                    self.add_weight((4 * self.units,), name=f"bias_{d}", initializer="zeros"),
+                ])
+
+        def compute_mask(self, inputs, mask=None):
+            return None
+
+        def call(self, x, mask=None, training=None):
+            batch, steps = x.shape[0], x.shape[1]
+            n = len(self.directions)
+            if mask is None:
+                lengths = jnp.full((batch,), steps, jnp.int32)
+            else:
+                lengths = jnp.sum(jnp.asarray(mask, jnp.int32), axis=1)
+            # cuDNN's flat layout (see jax.experimental.rnn): the transposed matrices of every
+            # direction first, then the biases (Keras's bias as b_ih, zeros as b_hh), gates [i|f|c|o].
+            matrices = [jnp.concatenate([k.value.T.ravel(), r.value.T.ravel()]) for k, r, _ in self.directions]
+            biases = [jnp.concatenate([b.value, jnp.zeros_like(b.value)]) for *_, b in self.directions]
+            weights = jnp.concatenate(matrices + biases)
+            zeros = jnp.zeros((n, batch, self.units), x.dtype)
+            shape = dict(input_size=self.input_size, hidden_size=self.units, num_layers=1, dropout=0.0,
+                         bidirectional=self.bidirectional)
+            if on_gpu():
+                _, h_n, _ = rnn.lstm(x, zeros, zeros, weights, lengths, **shape)
+            else:
+                unpacked = rnn.unpack_lstm_weights(weights, self.input_size, self.units, 1, self.bidirectional)
+                _, h_n, _ = rnn.lstm_ref(x, zeros, zeros, *unpacked, lengths, *shape.values())
+            return jnp.concatenate(list(h_n), axis=-1)
+
+    return CudnnLSTM
+
+
+def step_functions(layer, x, mask):
+    """`{"infer", "train"}` for a built layer: `jax.jit`-compiled inference and a training step
+    (forward + backward + Adam on the mean squared error of the output), the mask passed as
+    Keras passes it (None: no mask argument)."""
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    kwargs = {} if mask is None else {"mask": mask}
+    y = jnp.zeros(layer(x, **kwargs).shape, "float32") + 0.5
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(layer.trainable_variables)
+    state = {"tv": [v.value for v in layer.trainable_variables], "ov": [v.value for v in optimizer.variables]}
+
+    @jax.jit
+    def infer(tv, x):
+        return layer.stateless_call(tv, non_trainable, x, training=False, **kwargs)[0]
+
+    def loss_fn(tv, x):
+        out, _ = layer.stateless_call(tv, non_trainable, x, training=True, **kwargs)
+        return jnp.mean(jnp.square(out - y))
+
+    @jax.jit
+    def train(tv, ov, x):
+        loss, grads = jax.value_and_grad(loss_fn)(tv, x)
+        tv, ov = optimizer.stateless_apply(ov, grads, tv)
+        return loss, tv, ov
+
+    def run_train():
+        loss, state["tv"], state["ov"] = train(state["tv"], state["ov"], x)
+        loss.block_until_ready()
+
+    return {"infer": lambda: infer(state["tv"], x).block_until_ready(), "train": run_train}
+
+
+def cudnn_cases(shapes):
+    """`[(title, [(row name, layer factory, is_reference)], masked)]`: the cases of part 3."""
+    import keras
+
+    from keras_seq.layers import GRU, LSTM
+
+    _, _, _, H = shapes
+    CudnnLSTM = cudnn_lstm_class()
+    cudnn = True if on_gpu() else "auto"  # Keras raises for use_cudnn=True where there is no GPU
+    bi = keras.layers.Bidirectional
+    book_lstm = lambda: LSTM(H, candidate_activation="tanh")  # noqa: E731
+    book_gru = lambda: GRU(H, candidate_activation="tanh")  # noqa: E731
+    keras_lstm = lambda use=cudnn: keras.layers.LSTM(H, use_cudnn=use)  # noqa: E731
+    keras_gru = lambda use=cudnn, **kw: keras.layers.GRU(H, use_cudnn=use, **kw)  # noqa: E731
+    on = f"use_cudnn={cudnn!r}"
+    return [
+        ("LSTM, no mask", [("book LSTM", book_lstm, False),
+                           (f"keras LSTM({on})", keras_lstm, True)], False),
+        ("Bidirectional LSTM, no mask", [("Bidirectional(book LSTM)", lambda: bi(book_lstm()), False),
+                                         (f"Bidirectional(keras LSTM({on}))", lambda: bi(keras_lstm()), True)],
+         False),
+        ("LSTM, right-padded mask", [("book LSTM", book_lstm, False),
+                                     ("keras LSTM('auto': no cuDNN with a mask)", lambda: keras_lstm("auto"), False),
+                                     ("CudnnLSTM (lengths)", lambda: CudnnLSTM(H), True)], True),
+        ("Bidirectional LSTM, right-padded mask",
+         [("Bidirectional(book LSTM)", lambda: bi(book_lstm()), False),
+          ("Bidirectional(keras LSTM('auto'))", lambda: bi(keras_lstm("auto")), False),
+          ("CudnnLSTM (lengths, bidirectional)", lambda: CudnnLSTM(H, bidirectional=True), True)], True),
+        ("GRU, no mask", [("book GRU", book_gru, False),
+                          ("keras GRU(reset_after=False, 'auto')", lambda: keras_gru("auto", reset_after=False), False),
+                          (f"keras GRU({on}) [lax.scan]", keras_gru, True)], False),
+        ("Bidirectional GRU, no mask", [("Bidirectional(book GRU)", lambda: bi(book_gru()), False),
+                                        (f"Bidirectional(keras GRU({on}))", lambda: bi(keras_gru()), True)], False),
+        ("GRU, right-padded mask", [("book GRU", book_gru, False),
+                                    ("keras GRU('auto')", lambda: keras_gru("auto"), True)], True),
+        ("Bidirectional GRU, right-padded mask", [("Bidirectional(book GRU)", lambda: bi(book_gru()), False),
+                                                  ("Bidirectional(keras GRU('auto'))", lambda: bi(keras_gru("auto")),
+                                                   True)], True),
+    ]
+
+
+def cudnn_benchmark(shapes, rounds, warmup):
+    """Part 3: the book layers against cuDNN; returns its printed report (see the docstring)."""
+    import jax
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("bench_layers", ROOT / "bench" / "layers.py")
+    layers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layers)
+    shapes = shapes or (layers.B, layers.T, layers.I, layers.H)
+    B, T, I, H = shapes
+    rng = np.random.default_rng(1)
+    x = jax.device_put(rng.normal(size=(B, T, I)).astype("float32"))
+    lengths = rng.integers(T // 2, T + 1, size=B)
+    lengths[0] = T
+    mask = jax.device_put(np.arange(T)[None, :] < lengths[:, None])
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        if on_gpu():
+            print("Keras rows with use_cudnn=True run cuDNN where Keras can (LSTM without a mask); "
+                  "CudnnLSTM calls jax.experimental.rnn.lstm (cuDNN) with the lengths.")
+        else:
+            print(f"NOT ON A GPU ({jax.default_backend()}): use_cudnn=True raises in Keras here, so those rows "
+                  "use 'auto', and CudnnLSTM runs jax.experimental.rnn.lstm_ref; no cuDNN is timed.")
+        print(f"batch {B}, steps {T}, inputs {I}, units {H}, float32; mask: right-padded, lengths "
+              f"{lengths.min()}..{T}; median ms over {rounds} interleaved rounds ({warmup} warm-up calls); "
+              "x = ratio to the reference row (*)")
+        print("Keras 3.15.1 on JAX: no cuDNN with a mask (its generic loop), and no cuDNN GRU at all "
+              "(GRU use_cudnn=True, reset_after=True, runs its own lax.scan [lax.scan]).\n")
+        for title, rows, masked in cudnn_cases(shapes):
+            case_mask = mask if masked else None
+            kwargs = {"mask": mask} if masked else {}
+            built = {}
+            for name, make, _ in rows:
+                built[name] = make()
+                built[name](x, **kwargs)
+            reference = next(name for name, _, is_ref in rows if is_ref)
+            same = ""
+            if "LSTM" in title:
+                # Every LSTM row holds Keras's weights in its layout and gate order: all get the
+                # reference's, and the book layer's outputs are compared with the reference's.
+                for name in built:
+                    built[name].set_weights(built[reference].get_weights())
+                book, ref = (np.asarray(built[name](x, **kwargs)) for name in (rows[0][0], reference))
+                same = f"; max |book - (*)| of the outputs, same weights: {float(np.max(np.abs(book - ref))):.1e}"
+            fns = {}
+            for name, layer in built.items():
+                fns.update({(name, mode): fn for mode, fn in step_functions(layer, x, case_mask).items()})
+            times, _ = layers.time_interleaved(fns, rounds, warmup)
+            print(f"== {title}{same} ==")
+            print(f"{'':52s}| infer ms       x | train ms       x")
+            for name, _, is_ref in rows:
+                ti, tt = times[(name, "infer")], times[(name, "train")]
+                ri, rt = times[(reference, "infer")], times[(reference, "train")]
+                label = name + (" (*)" if is_ref else "")
+                print(f"{label:52s}| {ti:8.2f}  {ti / ri:6.2f} | {tt:8.2f}  {tt / rt:6.2f}")
+            print()
+    text = buf.getvalue()
+    print(text)
+    return text
+
+
+def benchmark(rounds, warmup, shapes=None):
     """Runs bench/layers.py's JAX benchmark functions; returns its printed report."""
     spec = importlib.util.spec_from_file_location("bench_layers", ROOT / "bench" / "layers.py")
     layers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(layers)
+    if shapes:  # --smoke: its functions read the shapes from the module
+        layers.B, layers.T, layers.I, layers.H = shapes
     import numpy as np
 
     import jax
@@ -136,8 +355,14 @@ def main():
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--skip-bench", action="store_true")
+    p.add_argument("--skip-bench", action="store_true", help="skip part 2 (bench/layers.py's candidates)")
+    p.add_argument("--skip-cudnn", action="store_true", help="skip part 3 (against cuDNN)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny shapes, 2 rounds, 1 warm-up call: proves the code paths (on a CPU too) in seconds")
     args = p.parse_args()
+    shapes = SMOKE_SHAPES if args.smoke else None  # None: bench/layers.py's
+    if args.smoke:
+        args.rounds, args.warmup = 2, 1
     import keras
 
     if keras.backend.backend() != "jax":
@@ -152,16 +377,21 @@ def main():
         eq_lines = equivalence()
     except AssertionError as e:
         failed, eq_lines = str(e), [f"| (failed) | | | {e} |"]
-    bench_text = "" if args.skip_bench else benchmark(args.rounds, args.warmup)
+    bench_text = "" if args.skip_bench else benchmark(args.rounds, args.warmup, shapes)
+    cudnn_text = "" if args.skip_cudnn else cudnn_benchmark(shapes, args.rounds, args.warmup)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = [
-        "", f"## GPU check: {name}", "",
-        f"{when}; `bash bench/gpu_check.sh` (KERAS_BACKEND=jax, jax {jax.__version__}, keras {keras.__version__}).",
+        "", f"## GPU check: {name}" + (" (--smoke: tiny shapes, not a measurement)" if args.smoke else ""), "",
+        f"{when}; `{' '.join(['python3 bench/gpu_check.py', *sys.argv[1:]])}` (bench/gpu_check.sh runs it; "
+        f"KERAS_BACKEND=jax, jax {jax.__version__}, keras {keras.__version__}).",
         "", "Book layer vs the cell in `keras.layers.RNN` (same weights, masked batch 8x12x6, 16 units, float32):",
         "", "| layer | forward max abs diff | jax.grad max abs diff | |", "|---|---|---|---|", *eq_lines, "",
     ]
     if bench_text:
         section += ["Layer benchmark (bench/layers.py shapes, `jax.jit`):", "", "```", bench_text.rstrip(), "```", ""]
+    if cudnn_text:
+        section += ["Against cuDNN (`use_cudnn=True`), under `Bidirectional`, with right-padded masks, `jax.jit`:",
+                    "", "```", cudnn_text.rstrip(), "```", ""]
     with open(args.results, "a") as f:
         f.write("\n".join(section))
     print(f"appended to {args.results}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check for a lent accelerator machine that has JAX (and PyTorch) but no TensorFlow.
 #
-#   bash bench/gpu_check.sh [--rounds N]
+#   bash bench/gpu_check.sh [--rounds N] [--skip-bench] [--skip-cudnn] [--smoke]
 #
 # Run from the repository root on the device machine, with the wheels that machine lacks
 # (keras, namex, optree: see bench/RESULTS.md "GPU check") in .whl/ (carried: run(carry=[".whl"])).
@@ -10,6 +10,8 @@
 #      keras.layers.RNN, forward (with a mask) and jax.grad of the weights and inputs;
 #   2. the layer benchmark: the book LSTM/GRU against keras.layers.LSTM/GRU (cuDNN-backed on JAX
 #      where Keras uses it), inference and a training step, median over interleaved rounds;
+#   3. against cuDNN: the book LSTM/GRU against Keras's with use_cudnn=True, alone and under
+#      keras.layers.Bidirectional, without and with right-padded masks (see bench/gpu_check.py);
 # and appends the results, with the card's name, to bench/RESULTS.md (and copies it to $OUT).
 # Nothing here imports TensorFlow (keras_seq.layers do not on the JAX backend).
 set -euo pipefail

@@ -21,6 +21,19 @@ The FLOP floor is the forward's 2·B·T·(I+H)·kH (k = 4 blocks for the LSTM, 3
 the same process. Every table is printed twice: wall-clock medians, and medians of the process's CPU
 time (all threads), which move less when other processes share the cores (the floor then uses the
 matrix product's FLOP per CPU-second).
+
+    python bench/layers.py --profile          # where the book LSTM's inference time goes (TensorFlow)
+
+`--profile` times, interleaved, the book LSTM's inference (training=False) and variants that each
+keep one part of it, at the same shapes, on the TensorFlow backend without XLA: the input
+projection b + U x alone; the loop (the layer's own `scan`, one chunk of all steps, z precomputed)
+empty but for reading each step's four z slices; the loop with only the four recurrent products
+W h(t-1) (and the adds that combine them); the loop with only the gate nonlinearities and the
+elementwise arithmetic of eq. 10.40-10.44 (W h(t-1) replaced by h(t-1)); the full inference loop;
+and torch.nn.LSTM's inference when torch is importable (`--torch-threads`). The parts are differences of these times
+(products = products-only loop - empty loop, and so on); they overlap where TensorFlow runs ops at
+once, so they need not add up to the layer's time. The FLOP floors use the (B*T, I+H) @ (I+H, 4H)
+product's rate and one step's (B, H) @ (H, 4H) product's rate, both measured in the same process.
 """
 
 import argparse
@@ -42,6 +55,11 @@ def parse_args():
     p.add_argument("--only", choices=["lstm", "gru"], default=None, help="one family only")
     p.add_argument("--no-xla", action="store_true", help="TensorFlow: skip the jit_compile=True runs")
     p.add_argument("--no-torch", action="store_true", help="skip torch even if importable")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch's threads (default: all cores; with other processes on the cores its OpenMP "
+                        "threads wait for each other at every step, and 1 can be faster)")
+    p.add_argument("--profile", action="store_true",
+                   help="TensorFlow: where the book LSTM's inference time goes (see the docstring)")
     return p.parse_args()
 
 
@@ -181,6 +199,151 @@ def matmul_rate(backend):
     return flops / statistics.median(times), flops / statistics.median(cpu_times)
 
 
+def small_matmul_rate():
+    """FLOP/s, wall-clock and per CPU-second, of one step's (B, H) @ (H, 4H) product (TensorFlow)."""
+    import numpy as np
+    import tensorflow as tf
+
+    a = tf.constant(np.random.default_rng(0).normal(size=(B, H)).astype("float32"))
+    b = tf.constant(np.random.default_rng(1).normal(size=(H, 4 * H)).astype("float32"))
+    repeat = 100  # one tf.function call runs T products in a loop, as the layer does
+
+    @tf.function
+    def run():
+        return tf.while_loop(lambda i, acc: i < repeat, lambda i, acc: (i + 1, acc + tf.matmul(a, b)[0, 0]),
+                             (tf.constant(0), tf.constant(0.0)))[1]
+
+    fns = {("mm", "step"): lambda: run().numpy()}
+    times, cpu_times = time_interleaved(fns, 15, 3)
+    flops = 2 * B * H * 4 * H * repeat
+    return flops / (1e-3 * times[("mm", "step")]), flops / (1e-3 * cpu_times[("mm", "step")])
+
+
+def profile_functions(x):
+    """{name: callable}: the book LSTM's inference and the variants of `--profile` (TensorFlow)."""
+    import tensorflow as tf
+
+    from keras_seq.layers import LSTM
+    from keras_seq.layers.base import scan, time_major
+
+    layer = LSTM(H, candidate_activation="tanh")
+    layer(x)
+    cell = layer.cell
+    xt = time_major(tf.constant(x))
+    z = tf.constant(layer._input_projection(xt))  # b + U x(t) of every step, computed once here
+    z_blocks = list(cell.split_input_projection(z))
+    W_blocks = cell.split_recurrent_kernel(tf.convert_to_tensor(cell.recurrent_kernel))
+    # The products-only loop adds its four products: scaled so that h stays finite over T steps.
+    W_quarter = [0.25 * w for w in W_blocks]
+    zeros = tf.zeros((B, H))
+    sigma, squash, candidate = cell.recurrent_activation, cell.activation, cell.candidate_activation
+
+    def empty(carry, z_t):  # reads each step's four slices, nothing else
+        return list(z_t), []
+
+    def products(carry, z_t):
+        h = carry[0]
+        return [(tf.matmul(h, W_quarter[0]) + tf.matmul(h, W_quarter[1]))
+                + (tf.matmul(h, W_quarter[2]) + tf.matmul(h, W_quarter[3])), carry[1]], []
+
+    W_all_quarter = 0.25 * tf.convert_to_tensor(cell.recurrent_kernel)
+
+    def fused_product(carry, z_t):  # one (B, H) @ (H, 4H) product instead of four
+        h = carry[0]
+        a = tf.matmul(h, W_all_quarter)
+        return [a[:, :H], carry[1]], []  # one block carried on: the product computes all four
+
+    def gates(carry, z_t):
+        h, s = carry
+        z_g, z_f, z_c, z_q = z_t
+        f, g, c, q = sigma(z_f + h), sigma(z_g + h), candidate(z_c + h), sigma(z_q + h)
+        s = f * s + g * c
+        return [squash(s) * q, s], []
+
+    def loop(step):
+        return tf.function(lambda: scan(step, [zeros, zeros], z_blocks, 0)[0][0])
+
+    full_loop = tf.function(lambda: layer.forward(z, zeros, zeros, tf.convert_to_tensor(cell.recurrent_kernel),
+                                                  None, None, keep_residuals=False, keep_sequence=False)[0][0])
+    infer = tf.function(lambda: layer(x, training=False))
+    projection = tf.function(lambda: layer._input_projection(xt))
+    empty_loop = tf.function(lambda: scan(empty, [zeros] * 4, z_blocks, 0)[0][0])
+    return {
+        "book LSTM inference (layer)": lambda: infer().numpy(),
+        "input projection b + U x": lambda: projection().numpy(),
+        "loop: empty (reads z slices)": lambda: empty_loop().numpy(),
+        "loop: 4 recurrent products only": lambda f=loop(products): f().numpy(),
+        "loop: 1 fused product (H x 4H) only": lambda f=loop(fused_product): f().numpy(),
+        "loop: gates/nonlinearities only": lambda f=loop(gates): f().numpy(),
+        "loop: full inference step": lambda: full_loop().numpy(),
+    }
+
+
+def run_profile(args):
+    """`--profile`: prints the table of where the book LSTM's inference time goes."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(B, T, I)).astype("float32")
+    fns = {(name, "infer"): fn for name, fn in profile_functions(x).items()}
+    torch_note = "torch is not importable: no torch.nn.LSTM row"
+    if not args.no_torch:
+        try:
+            import torch
+
+            threads = args.torch_threads or len(os.sched_getaffinity(0))
+            torch.set_num_threads(threads)
+            fns[(f"torch.nn.LSTM inference ({threads} thread{'s' * (threads > 1)})", "infer")] = torch_functions(
+                "lstm", x, x[:, -1, :0])["infer"]
+            torch_note = f"torch {torch.__version__}"
+        except ImportError:
+            pass
+    print(f"profile: book LSTM inference, TensorFlow {tf.__version__} without XLA, batch {B}, steps {T}, "
+          f"inputs {I}, units {H}, float32, {len(os.sched_getaffinity(0))} cores; {torch_note}")
+    rate, cpu_rate = matmul_rate("tensorflow")
+    step_rate, step_cpu_rate = small_matmul_rate()
+    print(f"rates: large product ({B * T}x{I + H} @ {I + H}x{4 * H}) {rate / 1e9:.1f} GFLOP/s wall, "
+          f"{cpu_rate / 1e9:.1f} per CPU-s; one step's product ({B}x{H} @ {H}x{4 * H}) {step_rate / 1e9:.1f} "
+          f"GFLOP/s wall, {step_cpu_rate / 1e9:.1f} per CPU-s; load average {os.getloadavg()[0]:.1f}")
+    times, cpu_times = time_interleaved(fns, args.rounds, args.warmup)
+    get = lambda d, name: d[(name, "infer")]  # noqa: E731
+    names = [name for name, _ in fns]
+    derived = {
+        "= input projection": lambda d: get(d, "input projection b + U x"),
+        "= loop overhead (empty loop)": lambda d: get(d, "loop: empty (reads z slices)"),
+        "= recurrent products (products - empty)": lambda d: get(d, "loop: 4 recurrent products only")
+        - get(d, "loop: empty (reads z slices)"),
+        "= gates/nonlinearities (gates - empty)": lambda d: get(d, "loop: gates/nonlinearities only")
+        - get(d, "loop: empty (reads z slices)"),
+        "= rest of the full loop (full - products - gates + empty)": lambda d: get(d, "loop: full inference step")
+        - get(d, "loop: 4 recurrent products only") - get(d, "loop: gates/nonlinearities only")
+        + get(d, "loop: empty (reads z slices)"),
+        "= layer - (projection + full loop) (overlap if < 0)": lambda d: get(d, "book LSTM inference (layer)")
+        - get(d, "input projection b + U x") - get(d, "loop: full inference step"),
+    }
+    projection_flops, recurrent_flops = 2 * B * T * I * 4 * H, 2 * B * T * H * 4 * H
+    floors = {
+        "floor: projection at the large product's rate": lambda r, rs: projection_flops / r,
+        "floor: recurrent products at the large product's rate": lambda r, rs: recurrent_flops / r,
+        "floor: recurrent products at one step's product rate": lambda r, rs: recurrent_flops / rs,
+        "floor: whole forward at the large product's rate": lambda r, rs: (projection_flops + recurrent_flops) / r,
+    }
+    full = get(times, "book LSTM inference (layer)"), get(cpu_times, "book LSTM inference (layer)")
+    print(f"\n== median over {args.rounds} interleaved rounds ({args.warmup} warm-up calls each); "
+          f"load average now {os.getloadavg()[0]:.1f} ==")
+    print(f"{'':58s}| wall ms  x layer | CPU ms  x layer")
+    for name in names:
+        t, c = get(times, name), get(cpu_times, name)
+        print(f"{name:58s}| {t:7.2f}  {t / full[0]:6.2f} | {c:6.2f}  {c / full[1]:6.2f}")
+    for name, f in derived.items():
+        t, c = f(times), f(cpu_times)
+        print(f"{name:58s}| {t:7.2f}  {t / full[0]:6.2f} | {c:6.2f}  {c / full[1]:6.2f}")
+    for name, f in floors.items():
+        t, c = 1e3 * f(rate, step_rate), 1e3 * f(cpu_rate, step_cpu_rate)
+        print(f"{name:58s}| {t:7.2f}  {t / full[0]:6.2f} | {c:6.2f}  {c / full[1]:6.2f}")
+
+
 # -- timing ------------------------------------------------------------------------------------------
 def cpu_seconds():
     """CPU time of this process, all threads (user + system)."""
@@ -250,7 +413,7 @@ def run_backend(args):
         try:
             import torch
 
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
+            torch.set_num_threads(args.torch_threads or len(os.sched_getaffinity(0)))
             use_torch = True
         except ImportError:
             print("torch is not importable: torch comparisons skipped")
@@ -307,6 +470,10 @@ def main():
         if args.backend == "jax":
             env.setdefault("JAX_PLATFORMS", "cpu")
         sys.exit(subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
+    if args.profile:
+        if args.backend != "tensorflow":
+            sys.exit("--profile is for the TensorFlow backend")
+        return run_profile(args)
     run_backend(args)
 
 

@@ -390,6 +390,31 @@ def test_gpu_check_script_syntax():
     assert "--no-index --no-deps --target /tmp/site" in text and "KERAS_BACKEND=jax" in text
 
 
+@pytest.mark.slow  # about a minute on 2 loaded cores: it compiles some 40 small jax.jit functions
+def test_gpu_check_smoke_runs_on_cpu(tmp_path):
+    """`bench/gpu_check.py --smoke` runs every code path of the GPU check on a CPU, in a fresh
+    process under JAX without TensorFlow: the equivalence checks, and the comparison with cuDNN
+    (Bidirectional, right-padded masks, inference and training), in which the book LSTM's outputs
+    equal those of `jax.experimental.rnn`'s LSTM (its reference on a CPU) given the same lengths."""
+    import re
+
+    results = tmp_path / "RESULTS.md"
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke", "--skip-bench", "--results", str(results)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = results.read_text()
+    assert "(--smoke: tiny shapes, not a measurement)" in text and "NOT ON A GPU" in text
+    for case in ["LSTM, no mask", "Bidirectional LSTM, right-padded mask", "Bidirectional GRU, right-padded mask"]:
+        assert f"== {case}" in text
+    diffs = [float(d) for d in re.findall(r"same weights: ([0-9.e+-]+) ==", text)]
+    assert len(diffs) == 4 and max(diffs) < 1e-5, diffs
+    rows = re.findall(r"\|\s+([0-9.]+)\s+[0-9.]+ \|\s+([0-9.]+)\s+[0-9.]+$", text, re.M)
+    assert len(rows) == 19 and all(float(t) > 0 for row in rows for t in row), rows
+
+
 def test_watchdog_makes_the_loop_raise_worker_stalled():
     """No step within the limit: the next step boundary (`beat`) raises WorkerStalledError with
     the one-line message; `on_stall` (the collectives' abort under multiworker) gets it at once."""
