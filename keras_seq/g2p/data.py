@@ -1,4 +1,4 @@
-"""Data side of grapheme-to-phoneme conversion (G2P) on the CMU Pronouncing Dictionary.
+"""Data side of grapheme-to-phoneme conversion (G2P) on the CMU Pronouncing Dictionary and other lexicons.
 
 Contents:
 
@@ -6,6 +6,9 @@ Contents:
   :func:`load_cmudict`), returning a *lexicon*: a list of ``(word, [pronunciation, ...])``
   entries in file order, where every pronunciation is a tuple of phoneme strings; ARPAbet and
   stress handling (:func:`strip_stress`).
+- A reader for TSV lexicons in any phone set (``word<TAB>phone phone ...``, WikiPron's format:
+  :func:`parse_tsv_lexicon`), and :func:`read_lexicon` / :func:`load_lexicon`, which read either
+  format, told apart by content (:func:`detect_lexicon_format`) or named.
 - A deterministic train/dev/test split by a stable hash of the word (:func:`hash_split`).
 - G2P's conventions over the task-neutral blocks of `keras_seq.text`: characters of lower-cased
   words in, phonemes out (:func:`build_char_vocabulary`, :func:`build_phoneme_vocabulary`,
@@ -17,10 +20,11 @@ tasks (`reverse_task`, `sort_task`) are `keras_seq.seq2seq.synthetic`'s.
 
 Conventions:
 
-- **Word case.** Words are normalized to *lower case* (``str.lower``) by the reader, by
+- **Word case.** Words are normalized to *lower case* (``str.lower``) by the readers, by
   :func:`encode_word` and (``tf.strings.lower`` with UTF-8 encoding) by :class:`CharTokenizer`,
   so ``"HELLO"``, ``"Hello"`` and ``"hello"`` are the same word. Phonemes keep their case
-  (ARPAbet, upper case) and lose their stress digits (``AH0`` -> ``AH``).
+  (ARPAbet, upper case) and, read from CMUdict, lose their stress digits (``AH0`` -> ``AH``)
+  unless ``remove_stress=False`` (``keras-seq train g2p --stress``). TSV phones are kept as written.
 - **Reserved ids.** Every vocabulary starts with ``<pad>`` (id 0) and ``<unk>`` (id 1, the
   out-of-vocabulary id); an output (phoneme) vocabulary continues with ``<s>`` (id 2, start)
   and ``</s>`` (id 3, end). The other tokens follow in sorted order.

