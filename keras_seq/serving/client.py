@@ -8,7 +8,10 @@ Example:
     >>> with Client("127.0.0.1:8500") as client:              # doctest: +SKIP
     ...     outputs = client.predict("g2p", {"words": ["hello", "world"]})
     ...     outputs["pronunciation"]
-    array([b'HH AH0 L OW1', b'W ER1 L D'], dtype=object)
+    array([b'HH AH L OW', b'W ER L D'], dtype=object)
+
+(G2P models are trained without stress digits by default; one trained with `keras-seq train g2p
+--stress` answers `HH AH0 L OW1`.)
 
 `keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word (`--rest`: over
 TF Serving's REST API, with `rest_client.RestClient`, which has this class's interface).
