@@ -1,4 +1,5 @@
-"""`keras-seq export --model PATH --base-path export/NAME [--version N] [--name NAME] [--shards N]`."""
+"""`keras-seq export --model PATH --base-path export/NAME [--version N] [--name NAME] [--shards N]
+[--dictionary] [--lexicon FILE]` (the last two: G2P models, see `keras_seq.g2p.serving`)."""
 
 import argparse
 import sys
@@ -23,11 +24,17 @@ def main(argv=None):
         help="encoder-decoders: decode a batch of at least 2*N rows as N parts side by side, one core each "
         "(default 2; 1 decodes every batch in one loop)",
     )
+    parser.add_argument("--dictionary", action="store_true",
+                        help="G2P: answer the words of the model's dictionary inside the SavedModel (a lookup "
+                        "table, with a per-row use_dictionary input and a from_dictionary output)")
+    parser.add_argument("--lexicon", default=None,
+                        help="G2P: a lexicon file (CMUdict or TSV format) whose words override or add to the "
+                        "dictionary; implies --dictionary")
     args = parser.parse_args(argv)
     if args.shards is not None and args.shards < 1:
         parser.error(f"--shards must be at least 1, got {args.shards}")
     try:
-        loaded = load_for_export(args.model, shards=args.shards)
+        loaded = load_for_export(args.model, shards=args.shards, dictionary=args.dictionary, lexicon=args.lexicon)
         path = export_saved_model(loaded.pop("module"), args.base_path, version=args.version, model_name=args.name,
                                   **loaded)
     except (ExportError, OSError, ValueError) as e:

@@ -1,7 +1,7 @@
 """`keras-seq predict`: decode with a model directory (offline), or query a server.
 
     keras-seq predict --model DIR [TEXT ...] [--input FILE] [--greedy | --beam-width K] [--nbest N]
-                      [--max-length L]
+                      [--max-length L] [--lexicon FILE] [--no-dictionary] [--show-source]
     keras-seq predict --server HOST:PORT --model NAME WORD ... [--beam-width K] [--num-results N]
                       [--max-length L] [--length-penalty A]      (TF Serving's gRPC API)
 
@@ -13,6 +13,11 @@ a message that names the line. ``--num-results`` is another name of ``--nbest``.
 
 With ``--server``, the decoding settings go to the export's ``decode`` signature, one value per
 word (`keras_seq.serving.Client.predict`).
+
+A G2P model answers the words of its dictionary from it (`keras_seq.g2p.G2P.predict`); ``--lexicon
+FILE`` (CMUdict or TSV format) adds or overrides words, ``--no-dictionary`` decodes every word with
+the model, and ``--show-source`` adds a column saying where each answer came from (``dictionary``
+or ``model``).
 """
 
 import argparse
@@ -34,6 +39,10 @@ def _offline_parser():
                    help="outputs per source, with their scores")
     p.add_argument("--max-length", type=int, default=None, help="largest output length (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lexicon", default=None, help="G2P: a lexicon (CMUdict or TSV format) whose words are "
+                   "answered from it, before the model's dictionary")
+    p.add_argument("--no-dictionary", action="store_true", help="G2P: decode every word with the model")
+    p.add_argument("--show-source", action="store_true", help="G2P: add a column, 'dictionary' or 'model'")
     return p
 
 
@@ -70,30 +79,47 @@ def offline_main(argv):
             return EXIT_USAGE
     from keras_seq.text import SourceTooLongError
 
+    from keras_seq.g2p.data import normalize_word
+    from keras_seq.g2p.model import G2P
+
     try:
         app = load_application(args.model)
+        g2p = isinstance(app, G2P)
+        if not g2p and (args.lexicon or args.no_dictionary or args.show_source):
+            raise ValueError("--lexicon, --no-dictionary and --show-source are for G2P models")
+        if args.lexicon:
+            app.add_lexicon(args.lexicon)
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"{prog}: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return EXIT_USAGE
+    dictionary = app.dictionary if g2p and not args.no_dictionary else {}
     for number, line in enumerate(lines, start=1):
         try:
-            app.encode([line])
+            if normalize_word(line) not in dictionary:
+                app.encode([line])
         except SourceTooLongError as e:
             print(f"{prog}: error: {name}:{number}: {e}", file=sys.stderr)
             return EXIT_USAGE
     method = "greedy" if args.greedy else "beam"
     width = None if args.greedy else max(args.beam_width or app.beam_width, args.nbest)
+    settings = dict(method=method, beam_width=width, num_results=1 if args.greedy else args.nbest,
+                    batch_size=args.batch_size, max_length=args.max_length)
     try:
-        results = app.predict(lines, method=method, beam_width=width, num_results=1 if args.greedy else args.nbest,
-                              batch_size=args.batch_size, max_length=args.max_length)
+        if g2p:
+            details = app.predict_details(lines, use_dictionary=not args.no_dictionary, **settings)
+            results, sources = [d.pronunciations for d in details], [d.source for d in details]
+        else:
+            results, sources = app.predict(lines, **settings), [None] * len(lines)
     except ValueError as e:  # a --max-length over the model's
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     out = sys.stdout
-    for line, result in zip(lines, results):
+    for line, result, source in zip(lines, results, sources):
         for output, score in result[: args.nbest]:
-            text = output if isinstance(output, str) else " ".join(output)
-            out.write(f"{line}\t{text}\t{score:.4f}\n" if args.nbest > 1 else f"{line}\t{text}\n")
+            fields = [line, output if isinstance(output, str) else " ".join(output)]
+            fields += [f"{score:.4f}"] if args.nbest > 1 else []
+            fields += [source] if args.show_source else []
+            out.write("\t".join(fields) + "\n")
     return 0
 
 

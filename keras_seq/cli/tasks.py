@@ -3,10 +3,12 @@
     keras-seq train seq2seq --train PAIRS.tsv --dev PAIRS.tsv --out DIR [--epochs N ...]
     keras-seq train g2p --train FILE --dev FILE --out DIR [--epochs N --batch-size B --units U
                         --attention --context-every-step --cell lstm|gru|elman --beam-width K
-                        --resume ...]
+                        --stress --lexicon-format cmudict|tsv --resume ...]
     keras-seq train reverse --out DIR [--words N --epochs N ...]   (the quick synthetic task)
     keras-seq evaluate --model DIR --data FILE [--beam-width K | --greedy] [--limit N] [--train FILE]
-                       (exact match and token error rate for a general model, WER/PER for G2P)
+                       [--lexicon-format cmudict|tsv]
+                       (exact match and token error rate for a general model, WER/PER for G2P: of the
+                       model alone, never its dictionary; a model with stress also without stress)
     keras-seq ensemble DIR DIR ... --out DIR   (one model directory decoding with all of them)
     keras-seq average DIR DIR ... --out DIR    (one model with the mean of their weights)
 
@@ -60,6 +62,8 @@ class ReverseConfig(G2PConfig):
 
     train: Optional[str] = setting(None, "unused: the data are generated", cli=False)
     dev: Optional[str] = setting(None, "unused: the data are generated", cli=False)
+    lexicon_format: Optional[str] = setting(None, "unused: the data are generated", cli=False)
+    stress: bool = setting(False, "unused: the data have no stress", cli=False, model=True)
     epochs: int = setting(6, "total number of epochs", minimum=1)
     batch_size: int = setting(64, "global batch size", minimum=1)
     units: int = setting(64, "units of every recurrent layer", model=True, minimum=1)
@@ -79,8 +83,9 @@ def _train_parser():
     seq = sub.add_parser("seq2seq", help="any string-to-string task from TSV files of 'source<TAB>target' lines",
                          description="Train an encoder-decoder on your own string pairs.")
     add_arguments(seq, Seq2SeqConfig, required=("out", "train"))
-    g2p = sub.add_parser("g2p", help="grapheme-to-phoneme conversion on a CMUdict-format lexicon",
-                         description="Train a G2P model on a CMUdict-format lexicon.")
+    g2p = sub.add_parser("g2p", help="grapheme-to-phoneme conversion on a lexicon (CMUdict or TSV, any phone set)",
+                         description="Train a G2P model on a lexicon: CMUdict format (ARPAbet), or TSV lines "
+                         "'word<TAB>phone phone ...' in any phone set (WikiPron's format); one line per pronunciation.")
     add_arguments(g2p, G2PConfig, required=("out", "train"))
     rev = sub.add_parser("reverse", help="the quick synthetic task: spell letter strings backwards "
                          "(about a minute on 2 cores)")
@@ -140,17 +145,19 @@ def _evaluate_parser():
     p = _Parser(prog="keras-seq evaluate", description="Scores and decoding speed of a model: exact match and "
                 "token error rate on a TSV file for a general model, WER and PER on a CMUdict file for G2P.")
     p.add_argument("--model", required=True, help="model directory (keras-seq train --out)")
-    p.add_argument("--data", required=True, help="TSV pairs (general model) or a CMUdict-format file (G2P); all "
-                   "targets of a source are references")
+    p.add_argument("--data", required=True, help="TSV pairs (general model) or a lexicon, CMUdict or TSV format "
+                   "(G2P); all targets of a source are references")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--beam-width", type=_positive, default=None, help="beam search width (default: the model's)")
     group.add_argument("--greedy", action="store_true", help="greedy search")
     p.add_argument("--limit", type=_positive, default=None, help="score the first N words only")
     p.add_argument("--batch-size", type=_positive, default=256)
-    p.add_argument("--output", default=None, help="also write WORD  PH PH ... predictions to this file")
+    p.add_argument("--output", default=None, help="also write the predictions to this file, in the data's format "
+                   "(WORD  PH PH ..., or word<TAB>ph ph ...)")
     p.add_argument("--train", default=None,
                    help="G2P: the model's training file: also score the words that are not in it, those that are, "
                    "and all words with their --train pronunciations as extra references")
+    add_arguments(p, G2PConfig, required=(), only=("lexicon_format",))
     return p
 
 
@@ -167,7 +174,7 @@ def evaluate_main(argv):
         return _fail(prog, f"--train: no such file: {args.train}")
 
     from keras_seq.cli.predict import load_application
-    from keras_seq.g2p.data import read_cmudict
+    from keras_seq.g2p.data import has_stress, load_lexicon, read_lexicon, strip_stress
     from keras_seq.g2p.metrics import g2p_scores, scores_by_training_overlap
     from keras_seq.g2p.model import G2P
     from keras_seq.seq2seq.model import TextSeq2Seq
@@ -175,8 +182,9 @@ def evaluate_main(argv):
     if TextSeq2Seq.is_model_directory(model_dir) and not G2P.is_model_directory(model_dir):
         return _evaluate_seq2seq(prog, args, model_dir, data, load_application)
 
+    stress = _saved_stress(model_dir)  # a model with stress is scored with the references' stress digits
     try:
-        lexicon = read_cmudict(data)
+        lexicon, data_format = load_lexicon(data, args.lexicon_format, remove_stress=not stress)
     except (ValueError, UnicodeDecodeError) as e:
         return _fail(prog, str(e).splitlines()[0])
     if not lexicon:
@@ -184,7 +192,7 @@ def evaluate_main(argv):
     train_lexicon = None
     if args.train:
         try:
-            train_lexicon = dict(read_cmudict(args.train))
+            train_lexicon = dict(read_lexicon(args.train, args.lexicon_format, remove_stress=not stress))
         except (ValueError, UnicodeDecodeError) as e:
             return _fail(prog, str(e).splitlines()[0])
     try:
@@ -194,16 +202,26 @@ def evaluate_main(argv):
     if args.limit:
         lexicon = lexicon[: args.limit]
     words = [w for w, _ in lexicon]
-    hyps, seconds, search = _timed_decoding(g2p, words, args)
+    hyps, seconds, search = _timed_decoding(g2p, words, args)  # the model alone: never the dictionary
     scores = g2p_scores(hyps, [refs for _, refs in lexicon])
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
-            f.writelines(f"{word.upper()}  {' '.join(hyp)}\n" for word, hyp in zip(words, hyps))
+            line = "{}\t{}\n" if data_format == "tsv" else "{}  {}\n"  # the data's own format
+            f.writelines(line.format(word if data_format == "tsv" else word.upper(), " ".join(hyp))
+                         for word, hyp in zip(words, hyps))
     print(f"model: {model_dir}")
     print(f"data: {data} ({len(words)} words, {sum(len(r) for _, r in lexicon)} pronunciations)")
     print(f"decoding: {search}, batch {args.batch_size}")
     print(f"WER: {100 * scores.wer:.2f}% ({scores.word_errors}/{scores.num_words} words)")
     print(f"PER: {100 * scores.per:.2f}% ({scores.phoneme_edits}/{scores.reference_phonemes} phonemes)")
+    if g2p.stress:
+        def unstressed(prons):
+            return [tuple(strip_stress(ph) for ph in p) for p in prons]
+
+        plain = g2p_scores(unstressed(hyps), [unstressed(refs) for _, refs in lexicon])
+        note = "" if has_stress(p for _, refs in lexicon for p in refs) else " (the references have no stress digits)"
+        print(f"stress removed: WER {100 * plain.wer:.2f}% ({plain.word_errors}/{plain.num_words} words), "
+              f"PER {100 * plain.per:.2f}% ({plain.phoneme_edits}/{plain.reference_phonemes} phonemes){note}")
     print(f"speed: {len(words) / seconds:.1f} words/s ({len(words)} words in {seconds:.2f} s)")
     if train_lexicon is not None:
         parts = scores_by_training_overlap(hyps, lexicon, train_lexicon)
@@ -214,6 +232,18 @@ def evaluate_main(argv):
         every = parts["train references too"]
         print(f"all words, --train pronunciations also references: WER {100 * every.wer:.2f}%, PER {100 * every.per:.2f}%")
     return 0
+
+
+def _saved_stress(model_dir):
+    """Whether a G2P model directory's settings say it has stress (False when they do not say)."""
+    import json
+
+    from keras_seq.g2p.model import G2P
+
+    try:
+        return bool(json.loads((Path(model_dir) / G2P.SETTINGS_FILE).read_text()).get("stress", False))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _timed_decoding(model, sources, args):

@@ -24,16 +24,26 @@ def register_model_directory(settings_file, load):
     _MODEL_DIRECTORIES[settings_file] = load
 
 
-def load_for_export(path, shards=None):
-    """``{"module": ..., and optionally "signatures", "warmup_requests"}`` for `path`."""
+def load_for_export(path, shards=None, **options):
+    """``{"module": ..., and optionally "signatures", "warmup_requests"}`` for `path`; `options`
+    (e.g. G2P's ``dictionary``, ``lexicon``) go to the application's `load`, which must take them."""
     path = os.fspath(path)
+    options = {k: v for k, v in options.items() if v not in (None, False)}
     if os.path.isfile(path) and path.endswith(".keras"):
+        if options:
+            raise ExportError(f"{', '.join(sorted(options))}: not an option of a .keras file's export")
         return _load_keras_file(path, shards)
     if not os.path.isdir(path):
         raise ExportError(f"--model {path!r} is neither a model directory nor a .keras file")
     for settings_file, load in _MODEL_DIRECTORIES.items():
         if os.path.isfile(os.path.join(path, settings_file)):
-            return load(path, **({} if shards is None else {"shards": shards}))
+            try:
+                return load(path, **({} if shards is None else {"shards": shards}), **options)
+            except TypeError as e:
+                if options and "unexpected keyword" in str(e):
+                    raise ExportError(f"{', '.join(sorted(options))}: not an option of this model's export "
+                                      f"({settings_file})") from None
+                raise
     known = ", ".join(sorted(_MODEL_DIRECTORIES)) or "none registered"
     raise ExportError(f"{path} is not a model directory of a registered application (settings files: {known})")
 

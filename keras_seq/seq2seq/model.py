@@ -124,6 +124,11 @@ class TextSeq2Seq:
         model.build()
         return cls(model, sources, targets, max_input_length=max_input_length, beam_width=beam_width, **text)
 
+    @classmethod
+    def settings_from_config(cls, config):
+        """The application's own settings of `create` taken from a training config (none here)."""
+        return {}
+
     def _settings(self):
         return {"source_split": self.source_split, "target_split": self.target_split, "lowercase": self.lowercase,
                 "max_input_length": self.max_input_length, "beam_width": self.beam_width}

@@ -8,7 +8,10 @@ Example:
     >>> with Client("127.0.0.1:8500") as client:              # doctest: +SKIP
     ...     outputs = client.predict("g2p", {"words": ["hello", "world"]})
     ...     outputs["pronunciation"]
-    array([b'HH AH0 L OW1', b'W ER1 L D'], dtype=object)
+    array([b'HH AH L OW', b'W ER L D'], dtype=object)
+
+(G2P models are trained without stress digits by default; one trained with `keras-seq train g2p
+--stress` answers `HH AH0 L OW1`.)
 
 Decoding settings of a keras-seq export go to its ``decode`` signature, one value per row:
 

@@ -11,7 +11,7 @@ REST has no `output_filter`: the outputs are filtered here.
 Example:
     >>> with RestClient("127.0.0.1:8501") as client:          # doctest: +SKIP
     ...     client.predict("g2p", {"words": ["hello"]})["pronunciation"]
-    array([b'HH AH0 L OW1'], dtype=object)
+    array([b'HH AH L OW'], dtype=object)
 """
 
 import base64

@@ -163,11 +163,12 @@ def _type_of(f):
     return str
 
 
-def add_arguments(parser, config_cls, required=("out",)):
-    """One command-line flag per field of `config_cls`, with its help and default."""
+def add_arguments(parser, config_cls, required=("out",), only=None):
+    """One command-line flag per field of `config_cls` (or per field named in `only`), with its
+    help and default."""
     for f in dataclasses.fields(config_cls):
         meta = f.metadata
-        if not meta.get("cli", True):
+        if not meta.get("cli", True) or (only is not None and f.name not in only):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = meta.get("help", "")

@@ -227,6 +227,7 @@ def train(application_cls, config, train_examples, dev_examples=None, *, callbac
                 bidirectional_encoder=bool(config.bidirectional), attention=bool(config.attention),
                 dropout=config.dropout, candidate_activation=config.candidate_activation,
                 scheduled_sampling=config.scheduled_sampling, context_every_step=bool(config.context_every_step),
+                **application_cls.settings_from_config(config),
             )
             if previous is not None:  # the vocabularies of a resumed run are those it started with
                 for name, vocab in [(application_cls.SOURCE_FILE, app.source_vocabulary),
