@@ -146,9 +146,12 @@ def being_differentiated(tensors):
     tensors = [t for t in tree.flatten(tensors) if t is not None]
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        from tensorflow.python.eager import record
+        try:
+            from tensorflow.python.eager import record
 
-        return bool(record.should_record_backprop(tensors))
+            return bool(record.should_record_backprop(tensors))
+        except (ImportError, AttributeError):  # a TensorFlow without it: the caller's `training` decides
+            return False
     if backend == "jax":
         import jax
 
