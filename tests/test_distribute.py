@@ -194,6 +194,11 @@ def _max_diff(a, b):
 SMALL = dict(words=256, batch=32, epochs=1, shuffle=False)  # 8 steps of 32 words, in a fixed order
 
 
+# The runs below start ten training processes together on the machine's cores (about two minutes
+# on two cores): they run with -m slow, so that the default suite stays under 15 minutes.
+_RUNS_ARE_SLOW = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Launches the default runs together and waits for them (see the module docstring)."""
@@ -226,12 +231,14 @@ def runs(tmp_path_factory):
     return r
 
 
+@_RUNS_ARE_SLOW
 def test_mirrored_two_logical_cpus_equals_one_device(runs):
     ref, mirrored = runs["ref"].ok(), runs["mirrored"].ok()
     assert _max_diff(ref.weights(), mirrored.weights()) < 1e-5
     assert len(mirrored.steps()) == len(ref.steps()) == 8
 
 
+@_RUNS_ARE_SLOW
 def test_multiworker_two_workers_equal_one_device(runs):
     ref, w0, w1 = runs["ref"].ok(), runs["mw0"].ok(), runs["mw1"].ok()
     assert _max_diff(w0.weights(), w1.weights()) == 0.0  # replicas stay in sync
@@ -244,6 +251,7 @@ def test_multiworker_two_workers_equal_one_device(runs):
     assert abs(float(w0.metrics()[0]["loss"]) - float(ref.metrics()[0]["loss"])) < 1e-4
 
 
+@_RUNS_ARE_SLOW
 def test_mixed_bfloat16_matches_float32(runs):
     """mixed_bfloat16 (bfloat16 compute, float32 variables) after 8 steps: loss within 2% of float32."""
     ref, bf16 = runs["ref"].ok(), runs["bf16"].ok()
@@ -255,6 +263,7 @@ def test_mixed_bfloat16_matches_float32(runs):
     assert _max_diff(ref.weights(), bf16.weights()) < 0.05
 
 
+@_RUNS_ARE_SLOW
 def test_jax_backend_data_parallel_on_two_devices(runs):
     jax_run = runs["jax"].ok()
     assert "DEVICES 2" in jax_run.text()
@@ -262,6 +271,7 @@ def test_jax_backend_data_parallel_on_two_devices(runs):
     assert len(losses) == 8 and all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
+@_RUNS_ARE_SLOW
 def test_kill_and_resume_equals_uninterrupted(runs):
     """SIGKILL mid-epoch, restart with resume: training continues at the saved step (same data
     order, the batches already trained on skipped) and ends with the uninterrupted run's weights."""
@@ -279,6 +289,7 @@ def test_kill_and_resume_equals_uninterrupted(runs):
     assert [int(r["epoch"]) for r in resumed.metrics()] == [1, 2]
 
 
+@_RUNS_ARE_SLOW
 def test_dead_worker_fails_clearly_not_hangs(runs):
     """The survivor's loop raises WorkerStalledError (a failed collective, or the watchdog);
     the CLI prints its one line and ends the process with EXIT_STALLED, without hanging."""
@@ -297,6 +308,7 @@ def test_dead_worker_fails_clearly_not_hangs(runs):
 
 
 @pytest.mark.slow
+@_RUNS_ARE_SLOW
 def test_dead_worker_then_restart_both_resumes(runs):
     survivor = runs["dead0"]
     survivor.wait(300)

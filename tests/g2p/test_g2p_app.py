@@ -149,7 +149,7 @@ def _fit_arrays(g2p, lexicon):
     [
         dict(cell="gru", attention=True, scheduled_sampling=0.25),
         dict(cell="elman", bidirectional_encoder=False),
-        dict(cell="lstm", context_every_step=True),
+        pytest.param(dict(cell="lstm", context_every_step=True), marks=pytest.mark.slow),
         pytest.param(dict(cell="lstm", attention=True, scheduled_sampling=0.25, encoder_layers=2, decoder_layers=2),
                      marks=pytest.mark.slow),
     ],
@@ -469,6 +469,7 @@ def test_cli_ensemble_makes_a_model_directory_that_evaluates(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow  # 40 s of training: -m slow keeps the default suite under 15 minutes
 def test_keep_epochs_then_average_them(tmp_path, capsys):
     """`keep_epochs=2` keeps the last two epochs' models; `keras-seq average` writes a model whose
     weights are their NumPy mean, which decodes; models of another configuration are refused."""

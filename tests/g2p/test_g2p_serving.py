@@ -213,6 +213,7 @@ def test_export_input_ids_are_as_wide_as_the_longest_word_and_empty_words_decode
     assert out["output_ids"].shape[:2] == (2, 3) and out["lengths"].shape == (2, 3)
 
 
+@pytest.mark.slow  # 30 s: -m slow keeps the default suite under 15 minutes
 def test_an_ensemble_exports_and_decodes_like_the_python_ensemble(g2p_export, tmp_path, cpp_binary):
     """`G2P.ensemble` of the trained model and another one: the SavedModel's signatures give the
     in-memory ensemble's n-best lists and scores (the members' loop states and constants are all

@@ -40,8 +40,9 @@ print("RESULT" + json.dumps({"codes": codes, "seen": seen, "backend": keras.back
 '''
 
 
-# The TensorFlow case (20 s) runs with -m slow: the default suite stays under 15 minutes.
-@pytest.mark.parametrize("backend", ["jax", pytest.param("tensorflow", marks=pytest.mark.slow)])
+# Both cases (20-45 s each) run with -m slow: the default suite stays under 15 minutes.
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_cli_training_step_compiles_with_xla_for_static_shapes(backend, tmp_path):
     from keras_seq.g2p.data import reverse_task, write_cmudict
 
