@@ -6,7 +6,9 @@ with the last one, extra values are dropped, `tensor_content` wins over typed fi
 negative dim, an unset dtype or a `tensor_content` of the wrong length is rejected. String tensors
 given as `string_val` (every text model's input) take a direct route with the same rules that
 copies each string once, instead of four times (serialize, parse, tensor, NumPy): a 60 MiB word
-would otherwise cost ~250 MB before the model sees it.
+would otherwise cost ~250 MB before the model sees it. Float, double, int32, int64 and bool
+tensors (ids, lengths, per-request decoding settings) are read with NumPy by the same rules: an
+eager TensorFlow op per tensor would cost about 0.1 ms per input of every request.
 
 `estimated_bytes` tells, from the TensorProto alone, how much memory the parsed tensor will take,
 so the server can refuse a request that expands (a shape of 10^9 with one value is a valid,
@@ -138,6 +140,38 @@ def _strings_to_ndarray(proto, dims, elements):
     return array.reshape(dims)
 
 
+# Numeric dtypes that every request's settings and ids use: parsed with NumPy, by FromProto's rules.
+_NUMPY_FIELDS = {
+    types_pb2.DT_FLOAT: ("float_val", np.float32),
+    types_pb2.DT_DOUBLE: ("double_val", np.float64),
+    types_pb2.DT_INT32: ("int_val", np.int32),
+    types_pb2.DT_INT64: ("int64_val", np.int64),
+    types_pb2.DT_BOOL: ("bool_val", np.bool_),
+}
+
+
+def _numbers_to_ndarray(proto, dims, elements):
+    """A numeric tensor of `_NUMPY_FIELDS` as FromProto reads it, or None (left to TensorFlow).
+
+    `tensor_content` (little-endian, of exactly the tensor's size) wins over the typed field; in
+    the typed field missing values repeat the last one and extra ones are dropped (none: zeros).
+    """
+    field, dtype = _NUMPY_FIELDS[proto.dtype]
+    dtype = np.dtype(dtype).newbyteorder("<")
+    if proto.tensor_content:
+        if len(proto.tensor_content) != elements * dtype.itemsize:
+            return None  # TensorFlow's error message
+        return np.frombuffer(proto.tensor_content, dtype).astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+    values = getattr(proto, field)
+    given = len(values)
+    array = np.zeros(elements, dtype.newbyteorder("="))
+    if elements and given:
+        kept = min(given, elements)
+        array[:kept] = values[:kept]
+        array[kept:] = values[given - 1]
+    return array.reshape(dims)
+
+
 def proto_to_ndarray(proto):
     """Parses a TensorProto as TF Serving does; raises `TensorParseError` where it would fail.
 
@@ -155,6 +189,11 @@ def proto_to_ndarray(proto):
         shape = _plain_shape(proto)
         if shape is not None:
             return _strings_to_ndarray(proto, *shape)
+    if proto.dtype in _NUMPY_FIELDS:  # an eager TensorFlow op per tensor costs ~0.1 ms a request
+        shape = _plain_shape(proto)
+        array = _numbers_to_ndarray(proto, *shape) if shape is not None and shape[1] < 2**31 else None
+        if array is not None:
+            return array
     try:
         tensor = tf.io.parse_tensor(proto.SerializeToString(), out_type=dtype)
         return tensor.numpy()
