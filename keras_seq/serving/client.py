@@ -218,18 +218,18 @@ class Client:
         """[(version, state name, error code name, error message)] newest first (GetModelStatus)."""
         request = get_model_status_pb2.GetModelStatusRequest()
         _fill_spec(request.model_spec, model, version=version)
-        response = self.call(self.models.GetModelStatus, request, timeout)
-        state_names = get_model_status_pb2.ModelVersionStatus.State
-        codes = {code.value[0]: code.name for code in grpc.StatusCode}
-        return [
-            (
-                s.version,
-                state_names.Name(s.state),
-                codes.get(s.status.error_code, str(s.status.error_code)),
-                s.status.error_message,
-            )
-            for s in response.model_version_status
-        ]
+        return status_rows(self.call(self.models.GetModelStatus, request, timeout))
+
+
+def status_rows(response):
+    """[(version, state name, error code name, error message)] of a GetModelStatusResponse."""
+    state_names = get_model_status_pb2.ModelVersionStatus.State
+    codes = {code.value[0]: code.name for code in grpc.StatusCode}
+    return [
+        (s.version, state_names.Name(s.state), codes.get(s.status.error_code, str(s.status.error_code)),
+         s.status.error_message)
+        for s in response.model_version_status
+    ]
 
 
 # ------------------------------------------------------------------------------------------ CLI

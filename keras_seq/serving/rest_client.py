@@ -29,7 +29,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from keras_seq.serving.client import with_decoding_settings
+from keras_seq.serving.client import status_rows, with_decoding_settings
 from keras_seq.serving.errors import ServingError, code_from_http_status
 from keras_seq.serving.tensors import as_request_array
 
@@ -234,15 +234,4 @@ class RestClient:
     def status(self, model, version=None, timeout=None):
         """[(version, state name, error code name, error message)] newest first, as `Client.status`."""
         answer = self.call("GET", self._model_path(model, version), timeout=timeout)
-        response = json_format.ParseDict(answer, get_model_status_pb2.GetModelStatusResponse())
-        state_names = get_model_status_pb2.ModelVersionStatus.State
-        codes = {code.value[0]: code.name for code in grpc.StatusCode}
-        return [
-            (
-                s.version,
-                state_names.Name(s.state),
-                codes.get(s.status.error_code, str(s.status.error_code)),
-                s.status.error_message,
-            )
-            for s in response.model_version_status
-        ]
+        return status_rows(json_format.ParseDict(answer, get_model_status_pb2.GetModelStatusResponse()))
