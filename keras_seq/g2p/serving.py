@@ -17,6 +17,8 @@ Signatures (a model exported without a dictionary keeps the plain module's, unch
   empty strings), every score 0.0 (a dictionary has no scores), ``too_long`` false.
 - ``greedy``: the same inputs -> ``pronunciation``, ``score``, ``too_long``, ``from_dictionary``.
 - ``tokens``: the plain module's (ids in: no words to look up).
+- ``decode``, ``sample``, ``encode``, ``decode_step``, ``detokenize``: the plain module's, as they
+  are: per-request decoding settings and step-wise decoding use the model only (no dictionary).
 
 Under server-side batching every input of a request must have the request's number of rows, so
 there a client sends ``use_dictionary`` for every row (or leaves it out).
@@ -95,7 +97,10 @@ class G2PServingModule(tf.Module):
         return self.inner.output_name
 
     def signatures(self):
-        return {"serving_default": self.serving_default, "greedy": self.greedy, "tokens": self.tokens}
+        """``serving_default`` and ``greedy`` dictionary first; the plain module's other signatures
+        (``decode``, ``sample``, ``tokens``, ``encode``, ``decode_step``, ``detokenize``) as they
+        are: they decode with the model only."""
+        return {**self.inner.signatures(), "serving_default": self.serving_default, "greedy": self.greedy}
 
     def _lookup(self, words, use_dictionary):
         """(found [B], pronunciations [B, None] with "" after a row's last): the dictionary's answers."""

@@ -66,6 +66,13 @@ def test_export_answers_dictionary_words_as_predict_details(exported):
         assert _strings(greedy["pronunciation"]) == [" ".join(w.pronunciations[0][0]) for w in want]
     assert _strings(out["pronunciation"])[1] == "K EH R AH S"  # the user lexicon's word
     assert _strings(out["pronunciation"])[5] == "W ER L D Z"   # overrides the CMU dictionary's
+    # The plain module's other signatures come along, model only (per-request settings, step-wise).
+    assert {"decode", "sample", "tokens", "encode", "decode_step", "detokenize"} <= set(signatures)
+    plain = signatures["decode"](words=tf.constant(WORDS), beam_width=tf.constant([3]), num_results=tf.constant([1]),
+                                 max_length=tf.constant([g2p.model.max_output_length]),
+                                 length_penalty=tf.constant([0.0]))
+    want = g2p.predict_details(WORDS, beam_width=3, use_dictionary=False)
+    assert _strings(plain["pronunciation"]) == [" ".join(w.pronunciations[0][0]) for w in want]
 
 
 def test_dictionary_export_in_tensorflows_cpp_loader(exported, cpp_binary):
