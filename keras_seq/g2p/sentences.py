@@ -10,7 +10,8 @@ extra ``keras-seq[numbers]``; LGPL, so the ``[g2p]`` extra does not install it).
 
 - a four-digit number from 1100 to 2099 without a comma is a year (``1984`` -> "nineteen
   eighty-four"); any other whole number is a cardinal (``3`` -> "three", ``1,000`` -> "one
-  thousand"); a decimal reads its digits (``3.14`` -> "three point one four"); ``%`` adds "percent";
+  thousand"); a decimal is its whole part, "point" and its digits as written, one by one (``3.14``
+  -> "three point one four", ``2.50`` -> "two point five zero"); ``%`` adds "percent";
 - an ordinal is read as one (``2nd`` -> "second");
 - money is the whole units and then the cents, each a cardinal with its unit (``$3.50`` -> "three
   dollars fifty cents", ``$1`` -> "one dollar", ``£0.05`` -> "five pence").
@@ -35,6 +36,7 @@ _TOKEN_RE = re.compile(
       | (?P<punctuation>[^\w\s]|_)""",
     re.VERBOSE | re.IGNORECASE,
 )
+PERCENT = "percent"
 _WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 # (singular, plural) of the whole units and of the hundredths of each currency sign.
 _CURRENCIES = {"$": (("dollar", "dollars"), ("cent", "cents")),
@@ -106,11 +108,13 @@ def _written_out(text, kind, num2words):
     else:
         percent = text.endswith("%")
         digits = text.rstrip("%")
-        if "." in digits:
-            spoken = num2words(Decimal(digits.replace(",", "")), lang="en")
+        if "." in digits:  # as written (num2words would read it through a float: 2.50 -> "two point five")
+            whole, fraction = digits.replace(",", "").split(".")
+            spoken = " ".join([num2words(int(whole), lang="en"), "point",
+                               *(num2words(int(d), lang="en") for d in fraction)])
         elif "," not in digits and len(digits) == 4 and 1100 <= int(digits) <= 2099:
             spoken = num2words(int(digits), to="year", lang="en")
         else:
             spoken = num2words(int(digits.replace(",", "")), lang="en")
-        spoken += " percent" if percent else ""
+        spoken += f" {PERCENT}" if percent else ""
     return spoken
