@@ -27,14 +27,21 @@ there a client sends ``use_dictionary`` for every row (or leaves it out).
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["G2PServingModule", "DICTIONARY_ASSET", "write_dictionary_asset"]
+from keras_seq.g2p.text_graph import NumberWords, spoken_text
+
+__all__ = ["G2PServingModule", "DICTIONARY_ASSET", "TEXT_INPUT", "PRONUNCIATION_SEPARATOR", "write_dictionary_asset"]
 
 DICTIONARY_ASSET = "dictionary.tsv"
+#: The ``text`` signature's input, and what its ``pronunciation`` output puts between words.
+TEXT_INPUT, PRONUNCIATION_SEPARATOR = "texts", " | "
+#: The ``text`` signature's warmup texts.
+WARMUP_TEXTS = ["In 1984, I read 3 books for $3.50.", "", "Hello world!"]
 
 
 def write_dictionary_asset(dictionary, path):
@@ -59,9 +66,11 @@ class G2PServingModule(tf.Module):
     Args:
         inner: The G2P's `Seq2SeqServingModule` (``words`` -> ``pronunciation``).
         dictionary: ``{word: [pronunciation, ...]}``, words lower-cased (`G2P.dictionary`).
+        text: Add the ``text`` signature (needs `num2words` here, at export; without it the
+            module warns and has no ``text`` signature).
     """
 
-    def __init__(self, inner, dictionary):
+    def __init__(self, inner, dictionary, text=True):
         super().__init__()
         if not dictionary:
             raise ValueError("an export with a dictionary needs at least one dictionary word")
@@ -87,6 +96,18 @@ class G2PServingModule(tf.Module):
         self.serving_default = tf.function(beam, input_signature=[words, use])
         self.greedy = tf.function(greedy, input_signature=[words, use])
         self.tokens = inner.tokens
+        self.number_words = None
+        if text:
+            try:
+                self.number_words = NumberWords.from_num2words()
+            except ImportError as e:
+                warnings.warn(f"the export has no `text` signature (it writes numbers out with tables from "
+                              f"num2words): {e}", stacklevel=2)
+        if self.number_words is not None:
+            def text(texts, use_dictionary=tf.constant([True])):
+                return self._text(texts, use_dictionary)
+
+            self.text = tf.function(text, input_signature=[tf.TensorSpec([None], tf.string, name=TEXT_INPUT), use])
 
     @property
     def input_name(self):
@@ -100,17 +121,27 @@ class G2PServingModule(tf.Module):
         """``serving_default`` and ``greedy`` dictionary first; the plain module's other signatures
         (``decode``, ``sample``, ``tokens``, ``encode``, ``decode_step``, ``detokenize``) as they
         are: they decode with the model only."""
-        return {**self.inner.signatures(), "serving_default": self.serving_default, "greedy": self.greedy}
+        signatures = {**self.inner.signatures(), "serving_default": self.serving_default, "greedy": self.greedy}
+        if self.number_words is not None:
+            signatures["text"] = self.text
+        return signatures
+
+    @staticmethod
+    def _per_row(use_dictionary, rows, what="words"):
+        """`use_dictionary` [1] or [rows] as [rows]; any other size fails the request (INVALID_ARGUMENT)."""
+        values = tf.size(use_dictionary)
+        check = tf.debugging.Assert(tf.logical_or(tf.equal(values, 1), tf.equal(values, rows)),
+                                    [f"use_dictionary must have one value, or one per row of {what}; values, rows:",
+                                     values, rows])
+        with tf.control_dependencies([check]):
+            return tf.broadcast_to(use_dictionary, [rows])
 
     def _lookup(self, words, use_dictionary):
         """(found [B], pronunciations [B, None] with "" after a row's last): the dictionary's answers."""
-        rows = tf.shape(words)[0]
-        values = tf.size(use_dictionary)
-        check = tf.debugging.Assert(tf.logical_or(tf.equal(values, 1), tf.equal(values, rows)),
-                                    ["use_dictionary must have one value, or one per row of words; values, rows:",
-                                     values, rows])
-        with tf.control_dependencies([check]):
-            use = tf.broadcast_to(use_dictionary, [rows])
+        return self._find(words, self._per_row(use_dictionary, tf.shape(words)[0]))
+
+    def _find(self, words, use):
+        """`_lookup` with `use` given per row."""
         # Rows longer than the longest dictionary word are never lowered or looked up.
         keys = tf.where(tf.strings.length(words) > self.max_word_bytes, "", words)
         line = self.table.lookup(tf.strings.lower(keys, encoding="utf-8"))
@@ -137,10 +168,42 @@ class G2PServingModule(tf.Module):
                 "score": tf.where(found, tf.zeros_like(out["score"]), out["score"]),
                 "too_long": out["too_long"] & ~found, "from_dictionary": found}
 
+    def _text(self, texts, use_dictionary):
+        """The ``text`` signature: the texts' words (`keras_seq.g2p.text_graph`), each pronounced as
+        by ``serving_default`` (dictionary first, the model's best for the others)."""
+        rows = tf.shape(texts, out_type=tf.int64)[0]
+        use = self._per_row(use_dictionary, tf.cast(rows, tf.int32), "texts")
+        words, tokens, text_rows = spoken_text(texts, self.number_words)
+        found, prons = self._find(words, tf.gather(use, text_rows))
+        first = tf.pad(prons, [[0, 0], [0, 1]], constant_values="")[:, 0]
+        is_word = tf.not_equal(words, "")
+        # Each other word decoded once; a leading "" keeps the batch non-empty.
+        unique, index = tf.unique(tf.concat([[""], tf.where(found | ~is_word, "", words)], 0))
+        decoded = self.inner.serving_default(unique)
+        model = tf.gather(decoded[self.output_name], index[1:])
+        too_long = tf.gather(decoded["too_long"], index[1:]) & ~found & is_word
+        pronunciations = tf.where(found, first, tf.where(is_word & ~too_long, model, ""))
+        sources = tf.where(~is_word, "punctuation",
+                           tf.where(found, "dictionary", tf.where(too_long, "too_long", "model")))
+
+        def per_text(values):
+            return tf.RaggedTensor.from_value_rowids(values, text_rows, nrows=rows)
+
+        spoken = per_text(pronunciations)
+        joined = tf.strings.reduce_join(tf.ragged.boolean_mask(spoken, tf.not_equal(spoken, "")), axis=1,
+                                        separator=PRONUNCIATION_SEPARATOR)
+        return {"words": per_text(words).to_tensor(""), "tokens": per_text(tokens).to_tensor(""),
+                "pronunciations": spoken.to_tensor(""), "sources": per_text(sources).to_tensor(""),
+                "num_words": tf.cast(spoken.row_lengths(), tf.int32), self.output_name: joined}
+
     def warmup_inputs(self):
-        """The plain module's warmup inputs, ``use_dictionary`` given per row (true, then false)."""
+        """The plain module's warmup inputs, ``use_dictionary`` given per row (true, then false);
+        ``text``: `WARMUP_TEXTS`."""
         inputs = self.inner.warmup_inputs()
         for name in ("serving_default", "greedy"):
             words = inputs[name][self.input_name]
             inputs[name] = {self.input_name: words, "use_dictionary": np.arange(len(words)) % 2 == 0}
+        if self.number_words is not None:
+            inputs["text"] = {TEXT_INPUT: np.array(WARMUP_TEXTS, object),
+                              "use_dictionary": np.arange(len(WARMUP_TEXTS)) % 2 == 0}
         return inputs

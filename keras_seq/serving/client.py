@@ -19,7 +19,8 @@ Decoding settings of a keras-seq export go to its ``decode`` signature, one valu
 
 `keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word (`--rest`: over
 TF Serving's REST API, with `rest_client.RestClient`, which has this class's interface;
-``--beam-width``, ``--num-results``, ``--max-length``, ``--length-penalty``: decoding settings).
+``--beam-width``, ``--num-results``, ``--max-length``, ``--length-penalty``: decoding settings;
+``--signature_name text`` sends sentences to a G2P export's ``text`` signature, as ``texts``).
 """
 
 import os
@@ -48,6 +49,8 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 #: The per-request decoding settings of keras-seq's ``decode`` signature (keras_seq.export.seq2seq).
 DECODING_SETTINGS = ("beam_width", "num_results", "max_length", "length_penalty")
 DECODE_SIGNATURE = "decode"
+#: A G2P export's sentence signature and its input (keras_seq.g2p.serving's names; a test ties them).
+TEXT_SIGNATURE, TEXT_SIGNATURE_INPUT = "text", "texts"
 
 
 def make_request(model, inputs, signature_name="", version=None, version_label=None, output_filter=()):
@@ -284,7 +287,9 @@ def build_parser():
     )
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--signature_name", default="", help="signature (default serving_default)")
-    p.add_argument("--input_key", default="words", help="input alias the words are sent under")
+    p.add_argument("--input_key", default=None,
+                   help="input alias the words are sent under (default: 'texts' for the text signature of a G2P "
+                   "export, else 'words')")
     p.add_argument("--version", type=int)
     p.add_argument("--version_label")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline per call, seconds")
@@ -312,6 +317,7 @@ def decoding_settings(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    input_key = args.input_key or (TEXT_SIGNATURE_INPUT if args.signature_name == TEXT_SIGNATURE else "words")
     tls = {}
     if args.ssl_root_certificates or args.ssl_client_cert:
         tls = dict(
@@ -329,7 +335,7 @@ def main(argv=None):
         try:
             started = time.perf_counter()
             outputs = client.predict(
-                args.model, {args.input_key: args.words}, args.signature_name, args.version, args.version_label,
+                args.model, {input_key: args.words}, args.signature_name, args.version, args.version_label,
                 **decoding_settings(args),
             )
             elapsed_ms = (time.perf_counter() - started) * 1000

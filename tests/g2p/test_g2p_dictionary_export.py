@@ -1,6 +1,8 @@
 """The G2P export with a dictionary (`keras-seq export --dictionary --lexicon FILE`): a lookup table
 from an asset, checked against `G2P.predict_details`, in TensorFlow's C++ loader (TF Serving's) and
-through `keras-seq serve` with the stock gRPC stubs, where ``use_dictionary`` may be left out.
+through `keras-seq serve` with the stock gRPC stubs, where ``use_dictionary`` may be left out; and its
+``text`` signature (sentences, numbers written out in the graph) against `G2P.pronounce_text`, there
+too and with `keras-seq predict --signature_name text`.
 
 Slow (one export with the whole CMU dictionary, about a minute on 2 cores, and the C++ loader)."""
 
@@ -16,6 +18,7 @@ from keras_seq.cli.export import main as export_main
 from keras_seq.export import audit_saved_model
 from keras_seq.g2p.data import parse_cmudict_lines, write_cmudict
 from keras_seq.g2p.model import G2P
+from keras_seq.serving.client import main as client_main
 from keras_seq.serving.server import create_server
 
 ARPABET = "HELLO  HH AH0 L OW1\nHELLO  HH EH0 L OW1\nWORLD  W ER1 L D\nTOMATO  T AH0 M EY1 T OW2\nZYX  Z IH1 K S\n"
@@ -123,3 +126,70 @@ def test_export_without_a_dictionary_keeps_its_signatures(exported, tmp_path, ca
     ipa.save(tmp_path / "ipa")
     assert export_main(["--model", str(tmp_path / "ipa"), "--base-path", str(tmp_path / "x"), "--dictionary"]) == 1
     assert "has no dictionary" in capsys.readouterr().err
+
+
+# -- the text signature ----------------------------------------------------------------------------
+
+# Every kind of token; words of the CMU dictionary, of the user lexicon and of neither; too long words;
+# punctuation only; nothing.
+TEXTS = ["In 1984, I read 3 books.", "", "  ", "?! #", "$3.50 and £0.05 for the 2nd time: 50% of 1,000,000!",
+         "Don't KERASSEQ zzqxj-world 1.05 3.0 0th 21st 101st 1100 2009 2099 2100 007",
+         "supercalifragilisticexpialidocious 123456789012345 " + "x" * 40, "٣ books\u00a0and 4thly",
+         "€1 $0 $1,000.999"]
+
+
+def _check_text_rows(g2p, texts, use, out):
+    """`out` (the text signature's outputs) row by row against `G2P.pronounce_text`."""
+    for i, (text, u) in enumerate(zip(texts, use)):
+        want = g2p.pronounce_text(text, beam_width=3, use_dictionary=u)
+        n = int(np.asarray(out["num_words"])[i])
+        assert n == len(want), text
+        assert _strings(out["words"][i])[:n] == [w.word for w in want], text
+        assert _strings(out["tokens"][i])[:n] == [w.text for w in want], text
+        assert _strings(out["pronunciations"][i])[:n] == [" ".join(w.phonemes) for w in want], text
+        assert _strings(out["sources"][i])[:n] == [w.source for w in want], text
+        assert set(_strings(out["words"][i])[n:]) <= {""} and set(_strings(out["sources"][i])[n:]) <= {""}
+        assert _strings(out["pronunciation"])[i] == " | ".join(" ".join(w.phonemes) for w in want if w.phonemes)
+
+
+def test_text_signature_pronounces_as_pronounce_text(exported):
+    g2p, _, path = exported
+    text = tf.saved_model.load(str(path)).signatures["text"]
+    use = [True, False, True] * 3  # per row (the user lexicon's word, row 5: from the dictionary)
+    out = text(texts=tf.constant(TEXTS), use_dictionary=tf.constant(use))
+    _check_text_rows(g2p, TEXTS, use, out)
+    assert {"dictionary", "model", "punctuation", "too_long"} <= set(_strings(out["sources"]))
+    assert "K EH R AH S" in _strings(out["pronunciations"][5])  # the user lexicon's word
+    none = text(texts=tf.constant([], tf.string), use_dictionary=tf.constant([True]))
+    assert none["words"].shape == (0, 0) and none["pronunciation"].shape == (0,)
+    broken = text(texts=tf.constant([b"caf\xe9 \xff 3"]), use_dictionary=tf.constant([True]))  # not UTF-8
+    assert _strings(broken["words"][0])[-1] == "three"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="use_dictionary must have one value"):
+        text(texts=tf.constant(["a", "b", "c"]), use_dictionary=tf.constant([True, False]))
+
+
+def test_text_signature_in_tensorflows_cpp_loader(exported, cpp_binary):
+    g2p, _, path = exported
+    texts = TEXTS[:2] + TEXTS[4:6]
+    got = cpp_loader.run_signature(cpp_binary, str(path), "text",
+                                   {"texts": np.array([t.encode() for t in texts], object), "use_dictionary": np.array([True])})
+    _check_text_rows(g2p, texts, [True] * len(texts), got)
+
+
+def test_text_through_keras_seq_serve_and_predict(exported, capsys):
+    g2p, base, _ = exported
+    server, port = create_server(model_name="g2p", model_base_path=str(base), port=0)
+    try:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = "g2p", "text"
+        request.inputs["texts"].CopyFrom(tf.make_tensor_proto(TEXTS[:2], dtype=tf.string))  # use_dictionary: left out
+        response = stub.Predict(request, timeout=120)
+        _check_text_rows(g2p, TEXTS[:2], [True, True], {k: tf.make_ndarray(v) for k, v in response.outputs.items()})
+        assert client_main(["--server", f"127.0.0.1:{port}", "--model", "g2p", "--signature_name", "text",
+                            TEXTS[0]]) == 0
+        printed = capsys.readouterr().out
+        assert " | ".join(" ".join(w.phonemes) for w in g2p.pronounce_text(TEXTS[0]) if w.phonemes) in printed
+        assert "nineteen | eighty | four" in printed
+    finally:
+        server.stop(grace=1)
