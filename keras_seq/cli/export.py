@@ -26,7 +26,8 @@ def main(argv=None):
     )
     parser.add_argument("--dictionary", action="store_true",
                         help="G2P: answer the words of the model's dictionary inside the SavedModel (a lookup "
-                        "table, with a per-row use_dictionary input and a from_dictionary output)")
+                        "table, with a per-row use_dictionary input and a from_dictionary output), and add "
+                        "the text signature (sentences in, numbers written out; needs num2words here)")
     parser.add_argument("--lexicon", default=None,
                         help="G2P: a lexicon file (CMUdict or TSV format) whose words override or add to the "
                         "dictionary; implies --dictionary")

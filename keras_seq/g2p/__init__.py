@@ -5,7 +5,8 @@
 - `keras_seq.g2p.metrics`: WER, PER and Levenshtein distance (pure Python).
 - `keras_seq.g2p.model`: the `G2P` model: `predict` (dictionary first), `predict_details`,
   `pronounce_text` (sentences, numbers written out by `keras_seq.g2p.sentences`).
-- `keras_seq.g2p.serving`: the export that answers dictionary words inside the graph.
+- `keras_seq.g2p.serving`: the export that answers dictionary words inside the graph, and its
+  ``text`` signature (sentences; `keras_seq.g2p.text_graph` reads them with graph ops).
 """
 
 from keras_seq.g2p.data import (

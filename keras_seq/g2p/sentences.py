@@ -18,6 +18,10 @@ extra ``keras-seq[numbers]``; LGPL, so the ``[g2p]`` extra does not install it).
 
 The words are then split at spaces, hyphens and commas (``eighty-four`` -> "eighty", "four"). A
 number beyond `num2words`' range is read digit by digit.
+
+`keras_seq.g2p.text_graph` follows the same rules with graph ops, for the export's ``text``
+signature: a change here needs the same change there (tests/g2p/test_g2p_text_signature.py
+compares the two).
 """
 
 from __future__ import annotations

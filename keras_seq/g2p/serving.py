@@ -19,6 +19,18 @@ Signatures (a model exported without a dictionary keeps the plain module's, unch
 - ``tokens``: the plain module's (ids in: no words to look up).
 - ``decode``, ``sample``, ``encode``, ``decode_step``, ``detokenize``: the plain module's, as they
   are: per-request decoding settings and step-wise decoding use the model only (no dictionary).
+- ``text``: ``texts`` DT_STRING ``[B]`` (sentences) and ``use_dictionary`` as above (one per text)
+  -> what `G2P.pronounce_text` answers, one column per word of the text, ``""`` after a row's
+  last (`keras_seq.g2p.text_graph` splits the texts and writes numbers out in the graph):
+  ``words`` ``[B, W]`` (the words read, "" for punctuation), ``tokens`` ``[B, W]`` (the text each
+  reads: ``1984`` three times for "nineteen eighty four"), ``pronunciations`` ``[B, W]`` (the
+  best pronunciation, phonemes joined by spaces; "" for punctuation and too long words),
+  ``sources`` ``[B, W]`` (``dictionary``, ``model``, ``punctuation`` or ``too_long``),
+  ``num_words`` int32 ``[B]`` and ``pronunciation`` ``[B]`` (the non-empty pronunciations joined by
+  `PRONUNCIATION_SEPARATOR`, " | "). Each word not answered by the dictionary is decoded once
+  per request by ``serving_default``'s beam search. Empty text gives no words; text that is not
+  UTF-8 is read with U+FFFD for its bad bytes. The export needs `num2words` for it (its tables are
+  filled at export; serving needs nothing): without it the module warns and has no ``text``.
 
 Under server-side batching every input of a request must have the request's number of rows, so
 there a client sends ``use_dictionary`` for every row (or leaves it out).
