@@ -212,7 +212,7 @@ def spoken_tokens(tokens, number_words):
     ("" for punctuation)."""
     p = _patterns()
     tables = _constants(number_words)
-    money = tf.strings.regex_full_match(tokens, "[$£€](?s:.*)")
+    money = tf.strings.regex_full_match(tokens, p.money)
     ordinal = tf.strings.regex_full_match(tokens, p.ordinal)
     number = tf.strings.regex_full_match(tokens, p.starts_with_digit) & ~ordinal
     word = tf.strings.regex_full_match(tokens, p.starts_with_letter)

@@ -62,6 +62,10 @@ def test_graph_reads_texts_as_spoken_words_does():
         parts = [random.choice(["the", "cat", ",", "—", "don't", _number(), _number(), ".", "x2", "2x"])
                  for _ in range(random.randint(0, 10))]
         texts.append(random.choice(["", " "]).join(parts))
+    # Any character: other scripts' letters and digits, numerals that are letters to Python (², Ⅻ),
+    # case folding (ſt is an ordinal suffix), combining marks, NUL, Unicode spaces, lone currency signs.
+    characters = list("abc XYZ019,.%$£€'’-_\t\n\x00\u0301\u00a0\u2028\u3000ſKİßΣσς١٢৩²½Ⅻ五😀\u200b\ufeffstndrdth")
+    texts += ["".join(random.choices(characters, k=random.randint(0, 30))) for _ in range(300)]
     words, tokens, rows = spoken_text(tf.constant(texts), NumberWords.from_num2words())
     got = [[] for _ in texts]
     for word, token, row in zip(words.numpy(), tokens.numpy(), rows.numpy()):
