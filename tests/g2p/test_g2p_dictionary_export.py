@@ -171,8 +171,8 @@ def test_text_signature_pronounces_as_pronounce_text(exported):
 def test_text_signature_in_tensorflows_cpp_loader(exported, cpp_binary):
     g2p, _, path = exported
     texts = TEXTS[:2] + TEXTS[4:6]
-    got = cpp_loader.run_signature(cpp_binary, str(path), "text",
-                                   {"texts": np.array([t.encode() for t in texts], object), "use_dictionary": np.array([True])})
+    feed = {"texts": np.array([t.encode() for t in texts], object), "use_dictionary": np.array([True])}
+    got = cpp_loader.run_signature(cpp_binary, str(path), "text", feed)
     _check_text_rows(g2p, texts, [True] * len(texts), got)
 
 

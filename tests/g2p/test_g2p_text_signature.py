@@ -5,28 +5,18 @@
 import random
 import sys
 
-import grpc
-import keras
-import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-import cpp_loader
-from keras_seq.cli.export import main as export_main
-from keras_seq.export import audit_saved_model
-from keras_seq.g2p.data import parse_cmudict_lines, write_cmudict
+from keras_seq.g2p.data import parse_cmudict_lines
 from keras_seq.g2p.model import G2P
 from keras_seq.g2p.sentences import split_sentence, spoken_words
-from keras_seq.serving.client import main as client_main
-from keras_seq.serving.server import create_server
 
 pytest.importorskip("num2words")
 
 ARPABET = "HELLO  HH AH0 L OW1\nWORLD  W ER1 L D\nTOMATO  T AH0 M EY1 T OW2\nZYX  Z IH1 K S\n"
-USER = [("in", [("IH", "N")]), ("nineteen", [("N", "AY", "N", "T", "IY", "N")]), ("books", [("B", "UH", "K", "S")]),
-        ("three", [("TH", "R", "IY")]), ("dollars", [("D", "AA", "L", "ER", "Z")]), ("don't", [("D", "OW", "N", "T")])]
-# Every kind of token, dictionary words, model words, too long words, punctuation only, nothing.
+USER = [("in", ["IH N"]), ("nineteen", ["N AY N T IY N"])]
+# Every kind of token: words, numbers, ordinals, years, decimals, money, %, punctuation; nothing.
 TEXTS = ["In 1984, I read 3 books.", "", "  ", "?! #", "$3.50 and £0.05 for the 2nd time: 50% of 1,000,000!",
          "Don't DOLLARS nineteen-eighty 1.05 3.0 0th 21st 101st 1100 2009 2099 2100 007",
          "supercalifragilistic 123456789012345 quattuorvigintillion", "٣ books\u00a0and 4thly", "€1 $0 $1,000.999",
@@ -47,7 +37,7 @@ def _number():
     n = random.randint(10 ** (digits - 1), 10**digits - 1)
     return random.choice([str(n), f"{n:,}", f"{n}{random.choice(['st', 'nd', 'rd', 'th', 'TH'])}",
                           f"{n}.{random.randint(0, 999):0{random.randint(1, 3)}d}", f"{n % 1000}%",
-                          f"{random.choice('$£€')}{n % 10**7:,}{random.choice(['', '.5', '.05', '.01', '.999', '.00'])}",
+                          f"{random.choice('$£€')}{n % 10**7:,}{random.choice(['', '.5', '.05', '.999', '.00'])}",
                           str(random.randint(1000, 2200)), f"{'0' * random.randint(1, 3)}{n % 10000}"])
 
 
