@@ -20,7 +20,8 @@ Decoding settings of a keras-seq export go to its ``decode`` signature, one valu
 `keras-seq predict --server HOST:PORT --model NAME WORD...` prints one row per word (`--rest`: over
 TF Serving's REST API, with `rest_client.RestClient`, which has this class's interface;
 ``--beam-width``, ``--num-results``, ``--max-length``, ``--length-penalty``: decoding settings;
-``--signature_name text`` sends sentences to a G2P export's ``text`` signature, as ``texts``).
+``--signature_name text`` sends sentences to a G2P export's ``text`` signature, as ``texts``, and
+prints a row per word).
 """
 
 import os
@@ -268,6 +269,21 @@ def format_table(words, outputs):
     return "\n".join(lines)
 
 
+def format_text_table(texts, outputs):
+    """The ``text`` signature's answer: per text, the text, then one row per word (token, word,
+    pronunciation, source; padding left out), then the whole ``pronunciation``."""
+    lines = []
+    for i, text in enumerate(texts):
+        count = int(np.asarray(outputs["num_words"])[i])
+        rows = [[_cell(outputs[a][i][j]) for a in ("tokens", "words", "pronunciations", "sources")]
+                for j in range(count)]
+        widths = [max([len(r[c]) for r in rows], default=0) for c in range(4)]
+        lines.append(text)
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.append(f"  pronunciation: {_cell(outputs['pronunciation'][i])}")
+    return "\n".join(lines)
+
+
 def _read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -342,7 +358,8 @@ def main(argv=None):
         except ServingError as e:
             print(f"keras-seq predict: {e.code.name}: {e.message}", file=sys.stderr)
             return 1
-    print(format_table(args.words, outputs))
+    text = args.signature_name == TEXT_SIGNATURE and {"num_words", "tokens", "words"} <= set(outputs)
+    print(format_text_table(args.words, outputs) if text else format_table(args.words, outputs))
     print(f"({len(args.words)} word(s) in {elapsed_ms:.1f} ms)")
     return 0
 

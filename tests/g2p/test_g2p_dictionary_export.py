@@ -6,6 +6,8 @@ too and with `keras-seq predict --signature_name text`.
 
 Slow (one export with the whole CMU dictionary, about a minute on 2 cores, and the C++ loader)."""
 
+import re
+
 import grpc
 import keras
 import numpy as np
@@ -189,7 +191,11 @@ def test_text_through_keras_seq_serve_and_predict(exported, capsys):
         assert client_main(["--server", f"127.0.0.1:{port}", "--model", "g2p", "--signature_name", "text",
                             TEXTS[0]]) == 0
         printed = capsys.readouterr().out
-        assert " | ".join(" ".join(w.phonemes) for w in g2p.pronounce_text(TEXTS[0]) if w.phonemes) in printed
-        assert "nineteen | eighty | four" in printed
+        want = g2p.pronounce_text(TEXTS[0])
+        assert f"pronunciation: {' | '.join(' '.join(w.phonemes) for w in want if w.phonemes)}" in printed
+        for w in want:  # a row per word: token, word, pronunciation, source
+            if w.phonemes:
+                row = rf"^  {re.escape(w.text)} +{re.escape(w.word)} +{re.escape(' '.join(w.phonemes))} +{w.source}$"
+                assert re.search(row, printed, re.M), (w, printed)
     finally:
         server.stop(grace=1)
