@@ -116,10 +116,10 @@ class G2PServingModule(tf.Module):
                 warnings.warn(f"the export has no `text` signature (it writes numbers out with tables from "
                               f"num2words): {e}", stacklevel=2)
         if self.number_words is not None:
-            def text(texts, use_dictionary=tf.constant([True])):
+            def read_text(texts, use_dictionary=tf.constant([True])):
                 return self._text(texts, use_dictionary)
 
-            self.text = tf.function(text, input_signature=[tf.TensorSpec([None], tf.string, name=TEXT_INPUT), use])
+            self.text = tf.function(read_text, input_signature=[tf.TensorSpec([None], tf.string, name=TEXT_INPUT), use])
 
     @property
     def input_name(self):
@@ -130,9 +130,10 @@ class G2PServingModule(tf.Module):
         return self.inner.output_name
 
     def signatures(self):
-        """``serving_default`` and ``greedy`` dictionary first; the plain module's other signatures
-        (``decode``, ``sample``, ``tokens``, ``encode``, ``decode_step``, ``detokenize``) as they
-        are: they decode with the model only."""
+        """``serving_default`` and ``greedy`` dictionary first; ``text`` (sentences, when
+        `num2words` was there at export); the plain module's other signatures (``decode``,
+        ``sample``, ``tokens``, ``encode``, ``decode_step``, ``detokenize``) as they are: they
+        decode with the model only."""
         signatures = {**self.inner.signatures(), "serving_default": self.serving_default, "greedy": self.greedy}
         if self.number_words is not None:
             signatures["text"] = self.text
