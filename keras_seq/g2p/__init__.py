@@ -6,6 +6,8 @@
 - `keras_seq.g2p.model`: the `G2P` model: `predict` (dictionary first), `predict_details`,
   `pronounce_text` (sentences, numbers written out by `keras_seq.g2p.sentences`).
 - `keras_seq.g2p.serving`: the export that answers dictionary words inside the graph.
+- `keras_seq.g2p.distill`: sequence-level knowledge distillation of a teacher into a student.
+- `keras_seq.g2p.pretrained`: `load_pretrained()`, the model shipped in the package, and `pack`.
 """
 
 from keras_seq.g2p.data import (
@@ -79,10 +81,12 @@ __all__ = [
     "G2P",
     "Prediction",
     "SpokenWord",
+    "load_pretrained",
 ]
 
 from keras_seq.export.registry import register_model_directory as _register  # noqa: E402
 from keras_seq.g2p.model import G2P, Prediction, SpokenWord  # noqa: E402
+from keras_seq.g2p.pretrained import load_pretrained  # noqa: E402
 
 _register(G2P.SETTINGS_FILE, G2P.load_for_export)
 
