@@ -187,6 +187,7 @@ def _decode_teacher(config, references, path, lexicon_format, verbose):
     if verbose and teacher.stress and not config.stress:
         print("distillation: the teacher has stress digits; the student is trained without them (--stress keeps them)")
     return {"teacher_settings": _teacher_settings(config.teacher[0]), "teacher_members": len(members),
+            "beam_width": width, "batch_size": config.teacher_batch_size,
             "teacher_stress": teacher.stress, "decoded_words": len(lexicon), "too_long_words": too_long,
             "empty_outputs": len(words) - len(lexicon), "decode_seconds": round(seconds, 2),
             "words_per_second": round(len(words) / max(seconds, 1e-9), 1)}

@@ -106,6 +106,7 @@ def _distill_end_to_end(teacher, capsys, monkeypatch):
     assert settings["teacher"] == [str(teacher / "teacher")] and settings["teacher_beam_width"] == 3
     record = json.loads((out / "distill.json").read_text())
     assert record["teachers"] == [str((teacher / "teacher").resolve())] and record["decoded_words"] == len(decoded)
+    assert record["beam_width"] == 3 and record["empty_outputs"] == len(words) - len(decoded)
     assert settings["units"] == 8 and G2P.load(out).model.count_params() > 0  # the student, saved
 
     # --resume continues the student from the distilled file, without decoding again (the loop's
