@@ -208,7 +208,7 @@ class G2P(TextSeq2Seq):
         """A pronunciation as a tuple of phonemes."""
         return tuple(tokens)
 
-    def predict(self, words, method="beam", beam_width=None, batch_size=256, max_length=None, use_dictionary=True):
+    def predict(self, words, method="beam", beam_width=None, *, batch_size=256, max_length=None, use_dictionary=True):
         """Pronunciations of `words`: one string of space-separated phonemes per word
         (``"HH AH0 L OW1"``), dictionary first.
 
