@@ -93,8 +93,8 @@ def main(argv=None):
 
         g2p = G2P.load(args.g2p)
         print("pronounced by the G2P model:")
-        for word, results in zip(invented, g2p.predict(invented)):
-            print(f"  {word:<18} {' '.join(results[0][0])}")
+        for word, pronunciation in zip(invented, g2p.predict(invented)):
+            print(f"  {word:<18} {pronunciation}")
     return invented
 
 

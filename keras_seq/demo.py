@@ -1,7 +1,8 @@
 """`keras-seq demo`: the whole path in one command — train, export, serve, predict over gRPC.
 
 1. Train a small G2P encoder-decoder (book LSTM cells, attention) on CMUdict for a few minutes,
-   or reuse the model a previous demo trained (`--model-dir`).
+   or reuse the model a previous demo trained (`--model-dir`), or with `--pretrained` take the
+   pretrained model shipped with keras-seq (`keras_seq.g2p.load_pretrained`: no training).
 2. Export it as a SavedModel into TF Serving's repository layout: `export/g2p/<version>/`.
 3. Start the local TF-Serving-compatible gRPC server (`keras-seq serve`) on that repository.
 4. Query it with the gRPC client (the `tensorflow-serving-api` stubs) and print a table of
@@ -33,6 +34,8 @@ def build_parser():
     parser.add_argument("--export-base", default="export/g2p", help="the model's folder in the serving repository")
     parser.add_argument("--minutes", type=float, default=4.0, help="training time budget")
     parser.add_argument("--retrain", action="store_true", help="train again even if --model-dir holds a model")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="use the pretrained G2P model shipped with keras-seq instead of training one")
     parser.add_argument("--port", type=int, default=0, help="gRPC port of the local server (0: any free port)")
     parser.add_argument("words", nargs="*", default=DEFAULT_WORDS, help="words to pronounce")
     return parser
@@ -57,6 +60,11 @@ def train_or_load(args):
     from keras_seq.g2p.model import G2P
     from keras_seq.g2p.train import train
 
+    if args.pretrained:
+        from keras_seq.g2p.pretrained import load_pretrained
+
+        print("[1/4] Using the pretrained G2P model shipped with keras-seq (no training)")
+        return load_pretrained()
     if os.path.exists(os.path.join(args.model_dir, "g2p.json")) and not args.retrain:
         print(f"[1/4] Reusing the model trained before in {args.model_dir} (--retrain to train again)")
         return G2P.load(args.model_dir)
@@ -74,7 +82,11 @@ def main(argv=None):
     from keras_seq.serving import Client
     from keras_seq.serving.server import create_server
 
-    g2p = train_or_load(args)
+    try:
+        g2p = train_or_load(args)
+    except FileNotFoundError as e:  # no such data file, or no pretrained model in this installation
+        print(f"keras-seq demo: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     module = g2p.serving_module()
     print(f"[2/4] Exporting to {args.export_base}/<version>")
     version_dir = export_saved_model(

@@ -38,3 +38,18 @@ def test_demo_trains_exports_serves_and_predicts_over_grpc(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Reusing the model" in result.stdout
     assert "Served by model g2p, version 2" in result.stdout
+
+
+def test_demo_pretrained_takes_the_shipped_model_without_training(capsys):
+    """`keras-seq demo --pretrained`: step 1 is the packaged model (fails until it is packaged)."""
+    import numpy as np
+
+    from keras_seq.demo import build_parser, train_or_load
+    from keras_seq.g2p import load_pretrained
+
+    args = build_parser().parse_args(["--pretrained", "--model-dir", "/nonexistent/never-trained"])
+    g2p = train_or_load(args)
+    assert "[1/4] Using the pretrained G2P model" in capsys.readouterr().out
+    for got, want in zip(g2p.model.get_weights(), load_pretrained().model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert not build_parser().parse_args([]).pretrained  # the default path still trains

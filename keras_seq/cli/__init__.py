@@ -40,6 +40,10 @@ def import_tensorflow_quietly():
 COMMANDS = {
     "demo": ("keras_seq.demo", "main", "train -> export -> serve -> predict over gRPC, end to end"),
     "train": ("keras_seq.cli.tasks", "train_main", "train a model (keras-seq train seq2seq|g2p|reverse ...)"),
+    "distill": ("keras_seq.cli.tasks", "distill_main",
+                "train a small student G2P on a teacher's pronunciations (knowledge distillation)"),
+    "g2p": ("keras_seq.cli.g2p", "main", "print the pronunciations of words with the pretrained G2P model"),
+    "pretrained": ("keras_seq.cli.g2p", "pretrained_main", "pack a trained G2P model as the package's pretrained one"),
     "evaluate": ("keras_seq.cli.tasks", "evaluate_main", "score a model on a data file, and its decoding speed"),
     "average": ("keras_seq.cli.tasks", "average_main", "average the weights of a run's last epochs into one model"),
     "ensemble": ("keras_seq.cli.tasks", "ensemble_main", "combine trained models into one that decodes with all"),

@@ -1,5 +1,8 @@
 """`keras-seq export --model PATH --base-path export/NAME [--version N] [--name NAME] [--shards N]
-[--dictionary] [--lexicon FILE]` (the last two: G2P models, see `keras_seq.g2p.serving`)."""
+[--dictionary] [--lexicon FILE]` (the last two: G2P models, see `keras_seq.g2p.serving`).
+
+``--model pretrained`` (or ``pretrained:NAME``) exports the pretrained G2P model shipped with
+keras-seq (`keras_seq.g2p.load_pretrained`); a directory of that name is ``./pretrained``."""
 
 import argparse
 import sys
@@ -15,7 +18,8 @@ def main(argv=None):
         description="Export a trained model into a TF Serving model repository (base_path/<version>/), atomically.",
     )
     parser.add_argument("--model", required=True,
-                        help="a model directory (keras-seq train seq2seq|g2p --out) or a .keras file")
+                        help="a model directory (keras-seq train seq2seq|g2p --out), a .keras file, or 'pretrained' "
+                        "(the pretrained G2P model shipped with keras-seq; 'pretrained:NAME' for another packaged one)")
     parser.add_argument("--base-path", required=True, help="the model's directory in the repository, e.g. export/g2p")
     parser.add_argument("--version", type=int, default=None, help="version number (default: the next one)")
     parser.add_argument("--name", default=None, help="model name written into warmup requests (default: base path's name)")
@@ -35,7 +39,14 @@ def main(argv=None):
     if args.shards is not None and args.shards < 1:
         parser.error(f"--shards must be at least 1, got {args.shards}")
     try:
-        loaded = load_for_export(args.model, shards=args.shards, dictionary=args.dictionary, lexicon=args.lexicon)
+        if args.model == "pretrained" or args.model.startswith("pretrained:"):
+            from keras_seq.g2p.pretrained import DEFAULT_NAME, load_pretrained
+
+            g2p = load_pretrained(args.model.partition(":")[2] or DEFAULT_NAME)
+            loaded = g2p.export_inputs(shards=2 if args.shards is None else args.shards, dictionary=args.dictionary,
+                                       lexicon=args.lexicon)
+        else:
+            loaded = load_for_export(args.model, shards=args.shards, dictionary=args.dictionary, lexicon=args.lexicon)
         path = export_saved_model(loaded.pop("module"), args.base_path, version=args.version, model_name=args.name,
                                   **loaded)
     except (ExportError, OSError, ValueError) as e:

@@ -9,11 +9,15 @@
                        [--lexicon-format cmudict|tsv]
                        (exact match and token error rate for a general model, WER/PER for G2P: of the
                        model alone, never its dictionary; a model with stress also without stress)
+    keras-seq distill --teacher DIR [--teacher DIR ...] --train FILE --dev FILE --out DIR
+                      [--teacher-beam-width K] [--mix-references] [every flag of train g2p]
+                      (sequence-level knowledge distillation: a student trained on the teacher's
+                      beam-search pronunciations of the --train words; see keras_seq.g2p.distill)
     keras-seq ensemble DIR DIR ... --out DIR   (one model directory decoding with all of them)
     keras-seq average DIR DIR ... --out DIR    (one model with the mean of their weights)
 
-Every flag of `train` is generated from the task's configuration dataclass (`Seq2SeqConfig`,
-`G2PConfig`, `ReverseConfig`), its default shown in ``--help``.
+Every flag of `train` and `distill` is generated from the task's configuration dataclass
+(`Seq2SeqConfig`, `G2PConfig`, `ReverseConfig`, `DistillConfig`), its default shown in ``--help``.
 
 Bad input (a missing file, a malformed data line, an existing run without --resume, bad
 settings) ends with a one-line message on stderr and exit code 2, not a traceback.
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from keras_seq.g2p.config import G2PConfig
+from keras_seq.g2p.config import DistillConfig, G2PConfig
 from keras_seq.seq2seq.config import Seq2SeqConfig
 from keras_seq.training.config import add_arguments, from_arguments, setting
 
@@ -138,6 +142,39 @@ def train_main(argv):
         print(f"\n{prog}: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
     print(f"trained in {time.time() - start:.0f} s; model: {args.out} (metrics: {Path(args.out) / 'metrics.csv'})")
+    return 0
+
+
+def _distill_parser():
+    parser = _Parser(prog="keras-seq distill", description="Sequence-level knowledge distillation (Kim & Rush, "
+                     "2016): decode the words of --train with the teacher (beam search, never its dictionary), "
+                     "write its pronunciations to OUT/distilled.txt, and train a student G2P on them; its dev "
+                     "scores and model selection use the real --dev references. --resume continues the student "
+                     "without decoding again.")
+    add_arguments(parser, DistillConfig, required=("out", "train", "teacher"))
+    return parser
+
+
+def distill_main(argv):
+    """`keras-seq distill --teacher DIR ... --train FILE --out DIR ...`; returns the exit code."""
+    prog = "keras-seq distill"
+    args = _distill_parser().parse_args(argv)
+    for name in ("train", "dev"):
+        path = getattr(args, name, None)
+        if path is not None and path != "cmudict" and not Path(path).is_file():
+            return _fail(prog, f"--{name}: no such file: {path}")
+    from keras_seq.g2p.distill import distill
+
+    start = time.time()
+    try:
+        distill(from_arguments(args, DistillConfig), verbose=1)
+    except (FileNotFoundError, ValueError, UnicodeDecodeError) as e:  # RunExistsError is a ValueError
+        return _fail(prog, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    print(f"distilled in {time.time() - start:.0f} s; student: {args.out} (teacher's pronunciations: "
+          f"{Path(args.out) / 'distilled.txt'})")
     return 0
 
 

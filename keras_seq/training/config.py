@@ -165,14 +165,18 @@ def _type_of(f):
 
 def add_arguments(parser, config_cls, required=("out",), only=None):
     """One command-line flag per field of `config_cls` (or per field named in `only`), with its
-    help and default."""
+    help and default; a field of type ``list`` is one flag given once per value (``--teacher A
+    --teacher B``)."""
     for f in dataclasses.fields(config_cls):
         meta = f.metadata
         if not meta.get("cli", True) or (only is not None and f.name not in only):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = meta.get("help", "")
-        if f.name in required:
+        if "list" in str(f.type):  # a list setting: its flag given once per value
+            parser.add_argument(*_flags(f), dest=f.name, action="append", required=f.name in required,
+                                type=str, default=None, metavar=f.name.upper(), help=help_text)
+        elif f.name in required:
             parser.add_argument(*_flags(f), dest=f.name, required=True, help=help_text)
         elif isinstance(default, bool) or "bool" in str(f.type):
             parser.add_argument(*_flags(f), dest=f.name, action=argparse.BooleanOptionalAction, default=default,

@@ -36,7 +36,7 @@ TINY = dict(units=32, embedding_dim=16, verbose=0, dev_words=50, lr_schedule="co
 
 def _exact_match(g2p, lexicon, method="greedy"):
     hyps = g2p.predict([w for w, _ in lexicon], method=method)
-    return np.mean([h[0][0] in refs for h, (_, refs) in zip(hyps, lexicon)])
+    return np.mean([tuple(h.split()) in refs for h, (_, refs) in zip(hyps, lexicon)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +122,10 @@ def test_saved_model_reloads_and_decodes_identically(trained, tmp_path):
     assert loaded.characters == g2p.characters and loaded.phonemes == g2p.phonemes
     words = [w for w, _ in lexicon[:30]] + ["naïve", "x"]
     for method in ("greedy", "beam"):
-        a, b = g2p.predict(words, method=method), loaded.predict(words, method=method)
+        a, b = g2p.predict_details(words, method=method), loaded.predict_details(words, method=method)
+        a, b = [r.pronunciations for r in a], [r.pronunciations for r in b]
         assert [r[0][0] for r in a] == [r[0][0] for r in b]
+        assert g2p.predict(words, method=method) == [" ".join(r[0][0]) for r in b]
         np.testing.assert_allclose([r[0][1] for r in a], [r[0][1] for r in b], rtol=1e-5, atol=1e-5)
 
 
@@ -409,7 +411,7 @@ for strategy, precision in [("mirrored", "float32"), ("default", "mixed_bfloat16
     losses = [float(r["loss"]) for r in read_metrics(f"{out}/metrics.csv")]
     assert losses[-1] < losses[0], losses
     words = ["abc", "hello"]
-    a, b = G2P.load(out).predict(words), g2p.predict(words)
+    a, b = [[r.pronunciations for r in m.predict_details(words)] for m in (G2P.load(out), g2p)]
     assert [r[0][0] for r in a] == [r[0][0] for r in b], (a, b)
     assert np.allclose([r[0][1] for r in a], [r[0][1] for r in b], atol=1e-3), (a, b)
     print(strategy, precision, "ok", losses)
@@ -449,7 +451,7 @@ def test_cli_ensemble_makes_a_model_directory_that_evaluates(tmp_path, capsys):
     assert f"{out}: an ensemble of 2 encoder-decoders" in capsys.readouterr().out
     words = [w for w, _ in lexicon[:8]]
     direct = G2P.ensemble([G2P.load(d) for d in dirs])
-    assert G2P.load(out).predict(words, num_results=2) == direct.predict(words, num_results=2)
+    assert G2P.load(out).predict_details(words, num_results=2) == direct.predict_details(words, num_results=2)
     assert G2P.load(out).beam_width == 3
     assert evaluate_main(["--model", str(out), "--data", str(data), "--limit", "10"]) == 0
     assert "WER: " in capsys.readouterr().out

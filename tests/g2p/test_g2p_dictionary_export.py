@@ -107,8 +107,8 @@ def test_served_use_dictionary_is_optional_and_per_row(exported):
         assert tf.make_ndarray(default.outputs["from_dictionary"]).tolist() == [True, True, False, False, True, True]
         per_row = stub.Predict(_request(["hello", "hello"], [False, True]), timeout=60)
         assert tf.make_ndarray(per_row.outputs["from_dictionary"]).tolist() == [False, True]
-        assert _strings(tf.make_ndarray(per_row.outputs["pronunciation"]))[0] == " ".join(
-            g2p.predict(["hello"], beam_width=3, use_dictionary=False)[0][0][0])
+        assert _strings(tf.make_ndarray(per_row.outputs["pronunciation"]))[0] == g2p.predict(
+            ["hello"], beam_width=3, use_dictionary=False)[0]
         with pytest.raises(grpc.RpcError) as error:  # neither one value nor one per row
             stub.Predict(_request(["a", "b", "c"], [True, False]), timeout=60)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

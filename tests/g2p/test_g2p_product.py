@@ -175,8 +175,9 @@ def test_dictionary_words_come_from_the_cmu_dictionary_in_its_order(arpabet_g2p)
     assert details[3].pronunciations == [((), 0.0)]
     model_only = g2p.predict_tokens(["zzqxj"], num_results=1)
     assert details[2].pronunciations == model_only[0]
-    # predict: the same answers, one list per word, as always
-    assert g2p.predict(["hello"]) == [details[0].pronunciations]
+    # predict: one string per word, the best answer (the dictionary's first pronunciation)
+    assert g2p.predict(["Hello", "tomato", "zzqxj", ""]) == [" ".join(d.pronunciations[0][0]) for d in details]
+    assert g2p.predict(["hello"]) == [" ".join(_no_stress(_raw_cmudict("hello"))[0])]
 
 
 def test_use_dictionary_false_bypasses_it_per_call_and_per_word(arpabet_g2p):
@@ -193,7 +194,8 @@ def test_use_dictionary_false_bypasses_it_per_call_and_per_word(arpabet_g2p):
 def test_a_stress_model_answers_from_the_dictionary_with_stress():
     keras.utils.set_random_seed(0)
     g2p = G2P.create(_lexicon_file_lines(ARPABET, stress=True), units=8, embedding_dim=4, dictionary="cmudict")
-    assert [p for p, _ in g2p.predict(["hello"])[0]] == _raw_cmudict("hello")
+    assert [p for p, _ in g2p.predict_details(["hello"])[0].pronunciations] == _raw_cmudict("hello")
+    assert g2p.predict(["hello"]) == [" ".join(_raw_cmudict("hello")[0])]  # e.g. "HH AH0 L OW1"
 
 
 def test_user_lexicon_overrides_and_adds_words(arpabet_g2p, tmp_path):

@@ -71,9 +71,9 @@ def _assert_same(got, want):
 
 def test_export_decodes_like_the_python_model(g2p_export):
     g2p, _, _, expected = g2p_export
-    best = [" ".join(p[0][0]) for p in g2p.predict(WORDS, method="beam", beam_width=3)]
+    best = g2p.predict(WORDS, method="beam", beam_width=3)
     assert [w.decode() for w in expected["serving_default"][1]["pronunciation"]] == best
-    greedy = [" ".join(p[0][0]) for p in g2p.predict(WORDS, method="greedy")]
+    greedy = g2p.predict(WORDS, method="greedy")
     assert [w.decode() for w in expected["greedy"][1]["pronunciation"]] == greedy
 
 
@@ -136,7 +136,7 @@ def test_server_answers_bad_words_and_keeps_serving(g2p_export):
         pronunciations = tf.make_ndarray(response.outputs["pronunciation"])
         assert pronunciations.shape == (len(nasty),)
         # Out-of-vocabulary characters become <unk> (never an error); the answer is the model's own.
-        assert pronunciations[4].decode() == " ".join(g2p.predict(["ab!?#@"], beam_width=3)[0][0][0])
+        assert pronunciations[4].decode() == g2p.predict(["ab!?#@"], beam_width=3)[0]
         assert pronunciations[5] == expected["serving_default"][1]["pronunciation"][0]  # "ABC" reads as "abc"
         empty = stub.Predict(_request(np.array([], object)), timeout=30)
         assert tf.make_ndarray(empty.outputs["pronunciation"]).shape == (0,)
@@ -166,11 +166,11 @@ def test_export_decodes_a_large_batch_in_shards_like_the_python_model(g2p_export
     words = _letters(37, seed=3)
     loaded = tf.saved_model.load(path)
     out = loaded.signatures["serving_default"](words=tf.constant(words))
-    want = g2p.predict(words, method="beam", beam_width=3, num_results=3)
+    want = [d.pronunciations for d in g2p.predict_details(words, method="beam", beam_width=3, num_results=3)]
     assert [[b.decode() for b in row] for row in out["nbest"].numpy()] == [[" ".join(p) for p, _ in w] for w in want]
     np.testing.assert_allclose(out["nbest_scores"].numpy(), [[s for _, s in w] for w in want], atol=1e-4)
     greedy = loaded.signatures["greedy"](words=tf.constant(words))
-    want = g2p.predict(words, method="greedy")
+    want = [d.pronunciations for d in g2p.predict_details(words, method="greedy")]
     assert [b.decode() for b in greedy["pronunciation"].numpy()] == [" ".join(w[0][0]) for w in want]
     np.testing.assert_allclose(greedy["score"].numpy(), [w[0][1] for w in want], atol=1e-4)
     ids = g2p.encode_words(words)
@@ -184,7 +184,7 @@ def test_batches_of_at_least_two_words_per_shard_are_cut_into_shards(g2p_export,
     g2p, _, _, _ = g2p_export
     module = g2p.serving_module(shards=shards)
     words = _letters(batch, seed=4)
-    want = [" ".join(w[0][0]) for w in g2p.predict(words, method="greedy")]
+    want = g2p.predict(words, method="greedy")
     sizes, generate = [], g2p.model.generate
     monkeypatch.setattr(g2p.model, "generate", lambda rows, **kw: sizes.append(int(rows.shape[0])) or generate(rows, **kw))
     out = module._greedy(tf.constant(words, tf.string))  # eagerly: tf.cond runs only the branch taken
@@ -231,10 +231,10 @@ def test_an_ensemble_exports_and_decodes_like_the_python_ensemble(g2p_export, tm
     loaded = tf.saved_model.load(str(path))
     words = _letters(9, seed=5)
     out = loaded.signatures["serving_default"](words=tf.constant(words))
-    want = ensemble.predict(words, method="beam", beam_width=3, num_results=3)
+    want = [d.pronunciations for d in ensemble.predict_details(words, method="beam", beam_width=3, num_results=3)]
     assert [[b.decode() for b in row] for row in out["nbest"].numpy()] == [[" ".join(p) for p, _ in w] for w in want]
     np.testing.assert_allclose(out["nbest_scores"].numpy(), [[s for _, s in w] for w in want], atol=1e-4)
-    solo = g2p.predict(words, method="beam", beam_width=3, num_results=3)
+    solo = [d.pronunciations for d in g2p.predict_details(words, method="beam", beam_width=3, num_results=3)]
     assert [[s for _, s in w] for w in want] != [[s for _, s in w] for w in solo]  # the second member counts
     outputs = {k: v.numpy() for k, v in out.items()}
     _assert_same(cpp_loader.run_signature(cpp_binary, str(path), "serving_default", {"words": np.array(words, bytes)}),
