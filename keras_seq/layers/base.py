@@ -170,9 +170,10 @@ def being_differentiated(tensors):
 #: for concurrency (`xla_cpu_enable_concurrency_optimized_scheduler`); a training step of these
 #: layers is a chain of small operations (each loop step's product and gate arithmetic), and run
 #: that way its threads wait on each other at every operation: on 2 shared cores (load 5-7) the
-#: JAX training step of the G2P model took ~1.8x its CPU time in wall time, a bidirectional LSTM's
-#: gradient 222 ms (median) against 72 ms with the flag off (bench/RESULTS.md, issue 21). The flag
-#: changes only the order of operations, never the numbers.
+#: JAX training step of the G2P model took 1.5-1.8x its CPU time in wall time, and a bidirectional
+#: LSTM's gradient 222 ms (median) against 67-72 ms with the flag off (bench/RESULTS.md, issue 21;
+#: on idler cores the two orders are closer). The flag changes the order of operations, not the
+#: numbers.
 JAX_CPU_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
 
 
