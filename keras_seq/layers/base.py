@@ -10,14 +10,18 @@ automatic differentiation does. cuDNN trains the same way. The loop keeps what t
 whenever a gradient is being taken (`being_differentiated`), whatever `training` says: under
 `model.fit`, a custom `GradientTape` loop with or without `training=True`, `jax.grad`.
 
-Three backend-specific pieces, all small, live here:
+Four backend-specific pieces, all small, live here:
 - `scan`: a loop over the leading (time) axis collecting per-step outputs (`tf.while_loop` reading
   each step's slice and writing TensorArrays on TensorFlow, `jax.lax.scan` on JAX, a Python loop
   elsewhere).
 - `with_gradient`: attaches a hand-written gradient (`tf.custom_gradient` / `jax.custom_vjp`).
 - `being_differentiated`: whether a gradient tape or JAX's differentiation is recording.
+- `use_jax_cpu_flags`: the XLA flags (`JAX_CPU_XLA_FLAGS`) under which JAX runs these loops fast
+  on a CPU, set when this module is imported on the JAX backend.
 Everything else is `keras.ops`, so the layers run on TensorFlow and JAX alike.
 """
+
+import os
 
 import keras
 import numpy as np
@@ -160,6 +164,43 @@ def being_differentiated(tensors):
             for t in tensors
         )
     return False
+
+
+#: XLA flags for JAX's CPU client. XLA's CPU compiler by default orders a program's operations
+#: for concurrency (`xla_cpu_enable_concurrency_optimized_scheduler`); a training step of these
+#: layers is a chain of small operations (each loop step's product and gate arithmetic), and run
+#: that way its threads wait on each other at every operation: on 2 shared cores (load 5-7) the
+#: JAX training step of the G2P model took 1.5-1.8x its CPU time in wall time, and a bidirectional
+#: LSTM's gradient 222 ms (median) against 67-72 ms with the flag off (bench/RESULTS.md, issue 21;
+#: on idler cores the two orders are closer). The flag changes the order of operations, not the
+#: numbers.
+JAX_CPU_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
+
+
+def use_jax_cpu_flags():
+    """Adds `JAX_CPU_XLA_FLAGS` to the environment's ``XLA_FLAGS`` on the JAX backend; returns
+    whether they are in effect.
+
+    XLA reads ``XLA_FLAGS`` once, when JAX starts its CPU client (at its first computation), so
+    this runs when `keras_seq.layers` is imported. A flag that ``XLA_FLAGS`` already names keeps
+    the user's value; once JAX has started, nothing changes (False). Other backends: False.
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    named = {f.split("=", 1)[0] for f in flags}
+    missing = [f for f in JAX_CPU_XLA_FLAGS if f.split("=", 1)[0] not in named]
+    try:
+        from jax._src.xla_bridge import backends_are_initialized  # JAX has no public test for it
+    except ImportError:  # a JAX without it: assume it has started (setting them now would not apply)
+        return False
+    if missing and not backends_are_initialized():
+        flags += missing
+        os.environ["XLA_FLAGS"] = " ".join(flags)
+    return all(f in flags for f in JAX_CPU_XLA_FLAGS)
+
+
+use_jax_cpu_flags()
 
 
 def _refill(tensors, present):
