@@ -586,28 +586,22 @@ def beam_search(
         ops.zeros_like(start)[:, None] + ops.arange(beam_width, dtype="int32")[None, :], (-1,)
     )
     first = ops.equal(beam_index, 0)
-    # Per-row settings: what does not change from step to step is computed here, once, since
-    # every op of the loop's body costs its dispatch at every step.
-    live = live_column = live_ranks = not_last = dead = last_steps = factors = None
+    # Per-row settings. Every op of the loop's body runs at every step, and so does the carrying
+    # of every tensor the body reads from outside (a loop variable of its own): the body reads
+    # few of them, and derives the rest with cheap ops.
+    live = last_ranks = stop_steps = alpha_column = None
     if beam_widths is not None:  # slot k of row b is live when k < beam_widths[b]
         widths = ops.reshape(ops.cast(ops.convert_to_tensor(beam_widths), "int32"), ops.shape(start))
         live = beam_index < tile_beams(widths, beam_width)
-        live_column, dead = live[:, None], ops.logical_not(live)
-        live_ranks = ops.reshape(live, (-1, beam_width))
-        not_last = ops.not_equal(ops.arange(beam_width, dtype="int32")[None, :], (widths - 1)[:, None])
-    if max_lengths is not None:
-        last_steps = max_lengths - 1
-    if not isinstance(alpha, float):  # every row's penalty factor of every length, [N, max_length + 1]
-        lengths_so_far = ops.cast(ops.arange(max_length + 1, dtype="int32"), "float32")[None, :]
-        factors = ops.power((5.0 + lengths_so_far) / 6.0, alpha[:, None])  # `length_penalty_factor`
-
-    def penalized(log_probs, lengths):
-        """`log_probs` ([N] or [N, V]) after the length penalty of `lengths` ([N] or [N, 1])."""
-        if factors is None:
-            return _penalized(log_probs, lengths, alpha)
-        column = lengths if len(lengths.shape) == 2 else lengths[:, None]
-        factor = ops.take_along_axis(factors, column, axis=1)
-        return log_probs / (factor if len(lengths.shape) == 2 else factor[:, 0])
+        last_ranks = (widths - 1)[:, None]  # [B, 1], the rank of a row's worst live selection
+    if max_lengths is not None or live is not None:
+        # The last step of every slot: its row's length limit, and for a slot past its row's
+        # width none at all (-1: finished from the start, it never stops the loop).
+        stop_steps = ops.full_like(beam_index, max_length - 1) if max_lengths is None else max_lengths - 1
+        if live is not None:
+            stop_steps = ops.where(live, stop_steps, -1)
+    if not isinstance(alpha, float):
+        alpha_column = alpha[:, None]
     log_probs = ops.where(first, 0.0, NEG_INF)
     finished = ops.logical_not(first)
     is_greedy = first
@@ -629,9 +623,14 @@ def beam_search(
         step_log_probs = ops.where(finished[:, None], stay[None, :], step_log_probs)
         candidate_log_probs = log_probs[:, None] + step_log_probs  # [N, V]
         candidate_lengths = lengths + ops.cast(ops.logical_not(finished), "int32")  # [N]
-        candidate_scores = penalized(candidate_log_probs, candidate_lengths[:, None])
+        candidate_scores = _penalized(
+            candidate_log_probs, candidate_lengths[:, None], alpha if alpha_column is None else alpha_column
+        )
+        live_ranks = not_last = None
         if live is not None:  # a slot past its row's width proposes nothing
-            candidate_scores = ops.where(live_column, candidate_scores, float("-inf"))
+            ranks = ops.arange(beam_width, dtype="int32")[None, :]
+            live_ranks, not_last = ranks <= last_ranks, ops.not_equal(ranks, last_ranks)  # [B, K]
+            candidate_scores = ops.where(ops.reshape(live_ranks, (-1, 1)), candidate_scores, float("-inf"))
 
         flat_scores = ops.reshape(candidate_scores, (-1, beam_width * vocab_size))
         top = ops.cast(ops.top_k(flat_scores, beam_width)[1], "int32")  # [B, K], best first
@@ -657,10 +656,8 @@ def beam_search(
             ops.take(buffer, rows, axis=0), step, ops.where(was_finished, pad_token, new_tokens)
         )
         finished = ops.logical_or(was_finished, ops.equal(new_tokens, end_token))
-        if live is not None:  # a slot past its row's width holds nothing (and never stops the loop)
-            finished = ops.logical_or(finished, dead)
-        if max_lengths is not None:
-            finished = ops.logical_or(finished, step >= last_steps)
+        if stop_steps is not None:  # a row's own limit ends it as the loop's end would
+            finished = ops.logical_or(finished, step >= stop_steps)
         state = _gather_rows(state, rows)
         return step + 1, new_tokens, state, buffer, lengths, log_probs, finished, is_greedy
 
@@ -674,13 +671,14 @@ def beam_search(
     # Final ranking by penalized score (already the loop's order; sorting again is cheap).
     if live is not None:  # what the slots past a row's width hold ranks last, as impossible
         log_probs = ops.where(live, log_probs, NEG_INF)
-    scores = ops.reshape(penalized(log_probs, lengths), (-1, beam_width))
+    scores = _penalized(log_probs, lengths, alpha)
     if live is None:
-        scores, order = ops.top_k(scores, num_results)
+        scores, order = ops.top_k(ops.reshape(scores, (-1, beam_width)), num_results)
+        rows = _flat_rows(ops.cast(order, "int32"), beam_width)
     else:  # the live slots first
-        order = ops.top_k(ops.where(live_ranks, scores, float("-inf")), num_results)[1]
-        scores = ops.take_along_axis(scores, order, axis=-1)
-    rows = _flat_rows(ops.cast(order, "int32"), beam_width)
+        order = ops.top_k(ops.reshape(ops.where(live, scores, float("-inf")), (-1, beam_width)), num_results)[1]
+        rows = _flat_rows(ops.cast(order, "int32"), beam_width)
+        scores = ops.reshape(ops.take(scores, rows, axis=0), (-1, num_results))
     buffer, lengths, log_probs = _gather_rows((buffer, lengths, log_probs), rows)
     return {
         "tokens": ops.reshape(buffer, (-1, num_results, max_length)),

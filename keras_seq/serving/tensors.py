@@ -99,6 +99,9 @@ def estimated_bytes(proto, given_strings=True):
     if shape is None or proto.dtype == types_pb2.DT_INVALID:
         return 0
     elements = shape[1]
+    numeric = _NUMPY_FIELDS.get(proto.dtype)
+    if numeric is not None:  # the dtypes of ids and settings, without TensorFlow's DType objects
+        return elements * numeric[1].itemsize
     try:
         dtype = tf.dtypes.as_dtype(proto.dtype)
     except TypeError:
@@ -141,12 +144,16 @@ def _strings_to_ndarray(proto, dims, elements):
 
 
 # Numeric dtypes that every request's settings and ids use: parsed with NumPy, by FromProto's rules.
+# dtype -> (typed field, NumPy dtype in the machine's byte order, the same little-endian)
 _NUMPY_FIELDS = {
-    types_pb2.DT_FLOAT: ("float_val", np.float32),
-    types_pb2.DT_DOUBLE: ("double_val", np.float64),
-    types_pb2.DT_INT32: ("int_val", np.int32),
-    types_pb2.DT_INT64: ("int64_val", np.int64),
-    types_pb2.DT_BOOL: ("bool_val", np.bool_),
+    dtype: (field, np.dtype(numpy_type), np.dtype(numpy_type).newbyteorder("<"))
+    for dtype, field, numpy_type in [
+        (types_pb2.DT_FLOAT, "float_val", np.float32),
+        (types_pb2.DT_DOUBLE, "double_val", np.float64),
+        (types_pb2.DT_INT32, "int_val", np.int32),
+        (types_pb2.DT_INT64, "int64_val", np.int64),
+        (types_pb2.DT_BOOL, "bool_val", np.bool_),
+    ]
 }
 
 
@@ -156,15 +163,16 @@ def _numbers_to_ndarray(proto, dims, elements):
     `tensor_content` (little-endian, of exactly the tensor's size) wins over the typed field; in
     the typed field missing values repeat the last one and extra ones are dropped (none: zeros).
     """
-    field, dtype = _NUMPY_FIELDS[proto.dtype]
-    dtype = np.dtype(dtype).newbyteorder("<")
+    field, native, little = _NUMPY_FIELDS[proto.dtype]
     if proto.tensor_content:
-        if len(proto.tensor_content) != elements * dtype.itemsize:
+        if len(proto.tensor_content) != elements * little.itemsize:
             return None  # TensorFlow's error message
-        return np.frombuffer(proto.tensor_content, dtype).astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+        return np.frombuffer(proto.tensor_content, little).astype(native, copy=True).reshape(dims)
     values = getattr(proto, field)
     given = len(values)
-    array = np.zeros(elements, dtype.newbyteorder("="))
+    if given == elements:  # every value given (a request's usual case)
+        return np.fromiter(values, native, given).reshape(dims)
+    array = np.zeros(elements, native)
     if elements and given:
         kept = min(given, elements)
         array[:kept] = values[:kept]
@@ -177,6 +185,11 @@ def proto_to_ndarray(proto):
 
     String tensors come back as object arrays of `bytes` (never decoded: any byte string is valid).
     """
+    if proto.dtype in _NUMPY_FIELDS:  # an eager TensorFlow op per tensor costs ~0.1 ms a request
+        shape = _plain_shape(proto)
+        array = _numbers_to_ndarray(proto, *shape) if shape is not None and shape[1] < 2**31 else None
+        if array is not None:
+            return array
     if proto.dtype == types_pb2.DT_INVALID:
         raise TensorParseError("dtype is not set")
     try:
@@ -189,11 +202,6 @@ def proto_to_ndarray(proto):
         shape = _plain_shape(proto)
         if shape is not None:
             return _strings_to_ndarray(proto, *shape)
-    if proto.dtype in _NUMPY_FIELDS:  # an eager TensorFlow op per tensor costs ~0.1 ms a request
-        shape = _plain_shape(proto)
-        array = _numbers_to_ndarray(proto, *shape) if shape is not None and shape[1] < 2**31 else None
-        if array is not None:
-            return array
     try:
         tensor = tf.io.parse_tensor(proto.SerializeToString(), out_type=dtype)
         return tensor.numpy()
