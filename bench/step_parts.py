@@ -19,13 +19,10 @@ other processes share the cores):
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import train_step  # bench/, beside this script: its fresh-process runner
+
 
 CHILD = r'''
 import json, statistics, sys, time
@@ -138,12 +135,7 @@ PARTS = ("step", "forward", "grad", "encoder", "encoder grad", "update")
 
 
 def run(backend, cfg):
-    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"{backend} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.split("RESULT", 1)[1])
+    return train_step.run(backend, cfg, CHILD)
 
 
 def main(argv=None):

@@ -51,10 +51,12 @@ print("RESULT" + json.dumps({"backend": keras.backend.backend(), "median_ms": 10
 '''
 
 
-def run(backend, cfg):
+def run(backend, cfg, child=CHILD):
+    """The RESULT dict that `child` (Python source, given `cfg` as JSON in argv[1]) prints, run in
+    a fresh process on `backend` (CPU)."""
     env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", child, json.dumps(cfg)], env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{backend} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.split("RESULT", 1)[1])
