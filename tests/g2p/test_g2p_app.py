@@ -303,6 +303,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow  # 21 s; the default suite trains and evaluates through the CLI in tests/g2p/test_g2p_product.py
 def test_cli_train_then_evaluate_round_trip(tmp_path, capsys):
     """`keras-seq train` then `keras-seq evaluate` through the real dispatcher, in one subprocess
     (one TensorFlow import instead of two)."""

@@ -98,6 +98,7 @@ json.dump(results, open(out, "w"), default=lambda b: b.decode())
 """
 
 
+@pytest.mark.slow  # 13 s; the C++ loader test below is the default suite's independent loader
 def test_every_signature_runs_the_same_in_a_fresh_process_without_keras_seq(g2p_export, tmp_path):
     _, _, path, expected = g2p_export
     feeds = {sig: {k: v.tolist() for k, v in inputs.items()} for sig, (inputs, _) in expected.items()}
