@@ -10,9 +10,11 @@
 - `EncoderDecoder`: sequence to sequence of another length, with teacher forcing, beam search,
   the context optionally fed to every decoder step, and optional attention (Fig. 10.12).
 - `EncoderDecoderEnsemble`: several encoder-decoders decoded as one (mean log-probabilities).
-- `Adam` (`keras_seq.models.optimizers`): Adam with the same update on TensorFlow and JAX (the
-  embeddings' gradients summed before the update); the training loop compiles with it, so the
-  model files it saves name it, and it lives beside the models that load them.
+- `SliceAdam` and `Adam` (`keras_seq.models.optimizers`): the training loop's two Adams, each with
+  the same update on TensorFlow and JAX: `SliceAdam` (the default) is Keras's Adam as it steps an
+  embedding table on TensorFlow, from the per-occurrence slices of its gradient (reproduced on
+  JAX by the models' training step); `Adam` sums those slices first (Adam's step). The models'
+  files name them, so they live beside the models that load them.
 """
 
 from keras_seq.models.classifier import SequenceClassifier
@@ -23,4 +25,4 @@ from keras_seq.models.taggers import BidirectionalTagger, SequenceTagger
 from keras_seq.models.seq2seq import AdditiveAttention, EncoderDecoder
 from keras_seq.models.ensemble import EncoderDecoderEnsemble
 from keras_seq.models.language_model import RNNLanguageModel, teacher_forcing_arrays
-from keras_seq.models.optimizers import Adam
+from keras_seq.models.optimizers import Adam, SliceAdam

@@ -8,6 +8,7 @@ from keras import ops
 from keras_seq.cells.lstm import GATE_ORDER, GATE_ORDER_KEY, from_config_in_gate_order
 from keras_seq.layers import sequence_layer_class
 from keras_seq.layers.base import scan
+from keras_seq.models.optimizers import jax_train_step_with_slices
 
 
 class BookModel(keras.Model):
@@ -22,6 +23,15 @@ class BookModel(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), GATE_ORDER_KEY: GATE_ORDER}
+
+    def train_step(self, *args):
+        # On JAX, `SliceAdam` needs the per-occurrence squares of the embedding gradients, which
+        # only a training step that differentiates the lookups can give (TensorFlow gives them as
+        # tf.IndexedSlices).
+        if keras.backend.backend() == "jax" and getattr(
+                getattr(self.optimizer, "inner_optimizer", self.optimizer), "embedding_slices", False):
+            return jax_train_step_with_slices(self, *args)
+        return super().train_step(*args)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -226,21 +226,27 @@ class TextSeq2Seq:
                 for results in self.predict_tokens(sources, method, beam_width, num_results, batch_size, max_length)]
 
     def predict_tokens(self, sources, method="beam", beam_width=None, num_results=1, batch_size=256, max_length=None):
-        """As `predict`, with each output as its tuple of tokens."""
+        """As `predict`, with each output as its tuple of tokens.
+
+        The sources are decoded `batch_size` at a time in order of length, so that a batch pads
+        little and its loop stops early; the results come back in the sources' order.
+        """
         sources = list(sources)
         ids = self.encode(sources)  # all at once: a too-long source fails before any decoding
-        results = []
+        lengths = (ids != PAD_ID).sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        results = [None] * len(sources)
         for start in range(0, len(sources), batch_size):
-            batch = ids[start: start + batch_size]
-            batch = batch[:, : max(1, int((batch != PAD_ID).sum(axis=1).max(initial=1)))]
+            rows = order[start: start + batch_size]
+            batch = ids[rows, : max(1, int(lengths[rows].max(initial=1)))]
             out = self.decode_ids(batch, method, beam_width, num_results, max_length)
             tokens, scores = out["tokens"], out["scores"]
-            for row in range(len(batch)):
-                if not batch[row].any():
-                    results.append([((), 0.0)])
+            for i, row in enumerate(rows):
+                if not lengths[row]:
+                    results[row] = [((), 0.0)]
                     continue
-                results.append([(tuple(self.target_vocabulary.decode(tokens[row, k])), float(scores[row, k]))
-                                for k in range(tokens.shape[1])])
+                results[row] = [(tuple(self.target_vocabulary.decode(tokens[i, k])), float(scores[i, k]))
+                                for k in range(tokens.shape[1])]
         return results
 
     def decode_ids(self, encoder_inputs, method="beam", beam_width=None, num_results=1, max_length=None):

@@ -77,10 +77,11 @@ class TrainingConfig:
     learning_rate: float = setting(1e-3, "Adam's initial learning rate")
     lr_schedule: str = setting("decay", "decay: hold for 40%% of the epochs, then decay to 5%% (at most halving "
                                "each epoch); plateau: halve when the dev loss stops improving", choices=LR_SCHEDULES)
-    optimizer: str = setting("adam", "adam: Keras's Adam (on TensorFlow it updates an embedding from sparse "
-                             "gradients, so an id seen k times in a batch moves up to sqrt(k) times Adam's step; "
-                             "on JAX the step is Adam's); adam-dense: Adam's step from the summed gradient on "
-                             "both backends (keras_seq.models.Adam: the same training on TensorFlow and JAX)",
+    optimizer: str = setting("adam", "adam: Keras's Adam as it runs on TensorFlow, where an embedding table is "
+                             "stepped from one gradient slice per occurrence of an id, so an id seen k times in a "
+                             "batch moves up to sqrt(k) times Adam's step (reproduced on JAX: "
+                             "keras_seq.models.SliceAdam); adam-dense: Adam's step from the summed gradient "
+                             "(keras_seq.models.Adam); each the same training on TensorFlow and JAX",
                              choices=OPTIMIZERS)
     clipnorm: Optional[float] = setting(5.0, "clip each weight's gradient to this norm (Keras's clipnorm; 0: off)")
     seed: int = setting(0, "seeds Python, NumPy, the backend and the data order")

@@ -10,10 +10,11 @@
   per length bucket: one compiled step per bucket, all compiled in the first epoch);
   ``batch_size`` is the *global* batch.
 - **Loss.** `SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)`: pads are masked.
-- **Optimizer and learning rate.** Adam (``optimizer``: Keras's, whose step on TensorFlow is
-  larger for an embedding row seen several times in a batch, or ``"adam-dense"``,
-  `keras_seq.models.Adam`, the same step on TensorFlow and JAX; each weight's gradient clipped
-  to the norm ``clipnorm``) with a
+- **Optimizer and learning rate.** Adam, the same step on TensorFlow and JAX either way
+  (``optimizer``: ``"adam"``, `keras_seq.models.SliceAdam`, Keras's Adam as TensorFlow runs it,
+  whose step is larger for an embedding row seen several times in a batch, reproduced on JAX;
+  or ``"adam-dense"``, `keras_seq.models.Adam`, Adam's step from the summed gradient; each
+  weight's gradient clipped to the norm ``clipnorm``) with a
   per-epoch schedule: ``"decay"`` keeps ``learning_rate`` for the first 40% of the epochs, then
   decays it geometrically to 5% of it at the last epoch, at most halving it from one epoch to the
   next (so a short run keeps a useful rate: 2 epochs train at 1x then 0.5x); ``"plateau"``
@@ -50,7 +51,7 @@ import keras
 import numpy as np
 
 from keras_seq import distribute as _distribute
-from keras_seq.models.optimizers import Adam
+from keras_seq.models.optimizers import Adam, SliceAdam
 from keras_seq.text import PAD_ID, Vocabulary, make_teacher_forcing_arrays, split_text
 from keras_seq.training.callbacks import (
     BACKUP_DIR,
@@ -70,7 +71,7 @@ from keras_seq.training.data import fixed_subset, make_dataset, trim_to_common_l
 __all__ = ["RunExistsError", "SETTINGS_FILE", "train", "decay_schedule", "hash_split_examples", "describe_source"]
 
 SETTINGS_FILE = "settings.json"
-_OPTIMIZERS = {"adam": keras.optimizers.Adam, "adam-dense": Adam}  # TrainingConfig.optimizer
+_OPTIMIZERS = {"adam": SliceAdam, "adam-dense": Adam}  # TrainingConfig.optimizer
 _TEXT_SETTINGS = ("source_split", "target_split", "lowercase")
 
 

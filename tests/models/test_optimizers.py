@@ -47,3 +47,79 @@ def test_saved_with_the_model_and_loaded_back(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert type(loaded.optimizer) is Adam and loaded.optimizer.clipnorm == pytest.approx(5.0)
+
+
+TINY = r'''
+import sys
+import numpy as np, keras
+from keras_seq.models.base import BookModel
+from keras_seq.models.optimizers import SliceAdam
+
+
+class Tiny(BookModel):  # an embedding table, a GRU, an output layer
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = keras.layers.Embedding(8, 4, mask_zero=True)
+        self.rnn = keras.layers.GRU(6, return_sequences=True)
+        self.out = keras.layers.Dense(8)
+
+    def call(self, x):
+        return self.out(self.rnn(self.embedding(x)))
+
+
+def train(optimizer, init, out):
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 6, size=(64, 7)).astype("int32")  # 5 ids: each row seen many times a batch
+    x[:, 5:] = 0
+    y = rng.integers(1, 6, size=(64, 7)).astype("int32")
+    model = Tiny()
+    model(x[:2])
+    if init is not None:
+        model.set_weights(init)
+    start = model.get_weights()
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    np.savez(out, *start, *model.get_weights())
+
+
+if __name__ == "__main__":
+    saved = np.load(sys.argv[1])
+    init = [saved[f"arr_{i}"] for i in range(len(saved.files) // 2)]
+    kind = {"slice": SliceAdam, "keras": keras.optimizers.Adam}[sys.argv[3]]
+    train(kind(0.05, clipnorm=0.02), init, sys.argv[2])
+'''
+
+
+def test_slice_adam_on_jax_takes_the_step_keras_adam_takes_on_tensorflow(tmp_path):
+    """TensorFlow's own tf.IndexedSlices path (Keras's Adam, here in-process) is the reference:
+    from the same weights and batches, `SliceAdam` in a JAX process ends at its weights, with
+    ``clipnorm`` small enough to clip every step; Keras's Adam on JAX (dense) does not."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "tiny.py").write_text(TINY)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import tiny
+    finally:
+        sys.path.remove(str(tmp_path))
+    tiny.train(keras.optimizers.Adam(0.05, clipnorm=0.02), None, tmp_path / "tf.npz")
+    reference = np.load(tmp_path / "tf.npz")
+    half = len(reference.files) // 2
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for kind in ("slice", "keras"):
+        proc = subprocess.run([sys.executable, "tiny.py", "tf.npz", f"{kind}.npz", kind], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    on_jax = {kind: np.load(tmp_path / f"{kind}.npz") for kind in ("slice", "keras")}
+    for i in range(half):
+        np.testing.assert_array_equal(on_jax["slice"][f"arr_{i}"], reference[f"arr_{i}"])  # the same start
+    for i in range(half, 2 * half):
+        moved = np.abs(reference[f"arr_{i}"] - reference[f"arr_{i - half}"]).max()
+        assert moved > 0.05, moved
+        np.testing.assert_allclose(on_jax["slice"][f"arr_{i}"], reference[f"arr_{i}"], atol=1e-5, err_msg=f"weight {i}")
+    dense = np.abs(on_jax["keras"][f"arr_{half}"] - reference[f"arr_{half}"]).max()  # the embedding table
+    assert dense > 100 * 1e-5, dense

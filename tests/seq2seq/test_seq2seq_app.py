@@ -85,6 +85,19 @@ def test_python_and_offline_cli_predict_agree_and_refuse_too_long_sources(run, c
     assert f"{tmp_path / 'in.txt'}:2: source 'abcdefabc' has 9 tokens" in capsys.readouterr().err
 
 
+def test_predict_decodes_batches_of_similar_length_and_keeps_the_order(run):
+    _, out, _ = run
+    model = TextSeq2Seq.load(out)
+    sources = ["abcdef", "ab", "abcde", "", "abc", "fedcba", "a"]
+    alone = [model.predict([s])[0] for s in sources]
+    widths, decode = [], model.decode_ids
+    model.decode_ids = lambda ids, *args: (widths.append(ids.shape[1]), decode(ids, *args))[1]
+    together = model.predict(sources, batch_size=2)
+    assert widths == [1, 3, 6, 6]  # "" and "a", "ab" and "abc", the 5- and 6-, then the last 6-letter source
+    assert [[text for text, _ in r] for r in together] == [[text for text, _ in r] for r in alone]
+    np.testing.assert_allclose([r[0][1] for r in together], [r[0][1] for r in alone], rtol=1e-5, atol=1e-5)
+
+
 def test_offline_cli_predict_takes_num_results_and_max_length(run, capsys):
     _, out, _ = run
     assert predict_main(["--model", str(out), "--beam-width", "3", "--num-results", "2", "--max-length", "2",
