@@ -1,12 +1,18 @@
 """keras_seq.models.Adam: Adam's step from the summed gradient of an embedding table on TensorFlow
-(where the gradient is a tf.IndexedSlices with one slice per occurrence of an id), as JAX takes it."""
+(where the gradient is a tf.IndexedSlices with one slice per occurrence of an id), as JAX takes it;
+keras_seq.models.SliceAdam: Keras's Adam, whose TensorFlow step from those slices JAX reproduces."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_seq.models import Adam
+from keras_seq.models import Adam, SliceAdam
 
 
 def _step(optimizer, ids, scale=1.0):
@@ -94,11 +100,6 @@ def test_slice_adam_on_jax_takes_the_step_keras_adam_takes_on_tensorflow(tmp_pat
     """TensorFlow's own tf.IndexedSlices path (Keras's Adam, here in-process) is the reference:
     from the same weights and batches, `SliceAdam` in a JAX process ends at its weights, with
     ``clipnorm`` small enough to clip every step; Keras's Adam on JAX (dense) does not."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     (tmp_path / "tiny.py").write_text(TINY)
     sys.path.insert(0, str(tmp_path))
     try:
@@ -123,3 +124,19 @@ def test_slice_adam_on_jax_takes_the_step_keras_adam_takes_on_tensorflow(tmp_pat
         np.testing.assert_allclose(on_jax["slice"][f"arr_{i}"], reference[f"arr_{i}"], atol=1e-5, err_msg=f"weight {i}")
     dense = np.abs(on_jax["keras"][f"arr_{half}"] - reference[f"arr_{half}"]).max()  # the embedding table
     assert dense > 100 * 1e-5, dense
+
+
+def test_slice_adam_is_keras_adam_on_tensorflow(tmp_path):
+    (tmp_path / "tiny_tf.py").write_text(TINY)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import tiny_tf
+    finally:
+        sys.path.remove(str(tmp_path))
+    tiny_tf.train(keras.optimizers.Adam(0.05, clipnorm=0.02), None, tmp_path / "keras.npz")
+    keras_own = np.load(tmp_path / "keras.npz")
+    half = len(keras_own.files) // 2
+    tiny_tf.train(SliceAdam(0.05, clipnorm=0.02), [keras_own[f"arr_{i}"] for i in range(half)], tmp_path / "slice.npz")
+    ours = np.load(tmp_path / "slice.npz")
+    for name in keras_own.files:
+        np.testing.assert_array_equal(ours[name], keras_own[name])  # bit for bit: TensorFlow's results stay
