@@ -2,6 +2,7 @@
 (where the gradient is a tf.IndexedSlices with one slice per occurrence of an id), as JAX takes it;
 keras_seq.models.SliceAdam: Keras's Adam, whose TensorFlow step from those slices JAX reproduces."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -96,17 +97,20 @@ if __name__ == "__main__":
 '''
 
 
+def _tiny(tmp_path):
+    """TINY written to `tmp_path` (for the JAX process) and imported here."""
+    (tmp_path / "tiny.py").write_text(TINY)
+    spec = importlib.util.spec_from_file_location(f"tiny_{tmp_path.name}", tmp_path / "tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_slice_adam_on_jax_takes_the_step_keras_adam_takes_on_tensorflow(tmp_path):
     """TensorFlow's own tf.IndexedSlices path (Keras's Adam, here in-process) is the reference:
     from the same weights and batches, `SliceAdam` in a JAX process ends at its weights, with
     ``clipnorm`` small enough to clip every step; Keras's Adam on JAX (dense) does not."""
-    (tmp_path / "tiny.py").write_text(TINY)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import tiny
-    finally:
-        sys.path.remove(str(tmp_path))
-    tiny.train(keras.optimizers.Adam(0.05, clipnorm=0.02), None, tmp_path / "tf.npz")
+    _tiny(tmp_path).train(keras.optimizers.Adam(0.05, clipnorm=0.02), None, tmp_path / "tf.npz")
     reference = np.load(tmp_path / "tf.npz")
     half = len(reference.files) // 2
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
@@ -127,16 +131,11 @@ def test_slice_adam_on_jax_takes_the_step_keras_adam_takes_on_tensorflow(tmp_pat
 
 
 def test_slice_adam_is_keras_adam_on_tensorflow(tmp_path):
-    (tmp_path / "tiny_tf.py").write_text(TINY)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import tiny_tf
-    finally:
-        sys.path.remove(str(tmp_path))
-    tiny_tf.train(keras.optimizers.Adam(0.05, clipnorm=0.02), None, tmp_path / "keras.npz")
+    tiny = _tiny(tmp_path)
+    tiny.train(keras.optimizers.Adam(0.05, clipnorm=0.02), None, tmp_path / "keras.npz")
     keras_own = np.load(tmp_path / "keras.npz")
     half = len(keras_own.files) // 2
-    tiny_tf.train(SliceAdam(0.05, clipnorm=0.02), [keras_own[f"arr_{i}"] for i in range(half)], tmp_path / "slice.npz")
+    tiny.train(SliceAdam(0.05, clipnorm=0.02), [keras_own[f"arr_{i}"] for i in range(half)], tmp_path / "slice.npz")
     ours = np.load(tmp_path / "slice.npz")
     for name in keras_own.files:
         np.testing.assert_array_equal(ours[name], keras_own[name])  # bit for bit: TensorFlow's results stay
