@@ -109,7 +109,11 @@ def _occurrence_take():
 def jax_train_step_with_slices(model, state, data):
     """Keras's JAX training step (`keras.src.backend.jax.trainer.JAXTrainer.train_step`) for a
     model compiled with `SliceAdam`: also the per-occurrence squares of each embedding table's
-    gradient, clipped as TensorFlow clips a `tf.IndexedSlices`, handed to the optimizer."""
+    gradient, clipped as TensorFlow clips a `tf.IndexedSlices`, handed to the optimizer.
+
+    It follows Keras's own step and calls two of its private methods (`Layer._flatten_layers`,
+    `JAXTrainer._update_metrics_variables`); tests/models/test_optimizers.py and the slow
+    same-batches test of tests/training/test_jax_training.py fail if Keras changes under it."""
     import jax
     import jax.numpy as jnp
 
