@@ -89,11 +89,11 @@ def train(optimizer, init, out):
     np.savez(out, *start, *model.get_weights())
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # tiny.py START.npz KIND...: each kind's run from START into KIND.npz
     saved = np.load(sys.argv[1])
     init = [saved[f"arr_{i}"] for i in range(len(saved.files) // 2)]
-    kind = {"slice": SliceAdam, "keras": keras.optimizers.Adam}[sys.argv[3]]
-    train(kind(0.05, clipnorm=0.02), init, sys.argv[2])
+    for kind in sys.argv[2:]:
+        train({"slice": SliceAdam, "keras": keras.optimizers.Adam}[kind](0.05, clipnorm=0.02), init, kind + ".npz")
 '''
 
 
@@ -115,10 +115,9 @@ def test_slice_adam_on_jax_takes_the_step_keras_adam_takes_on_tensorflow(tmp_pat
     half = len(reference.files) // 2
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for kind in ("slice", "keras"):
-        proc = subprocess.run([sys.executable, "tiny.py", "tf.npz", f"{kind}.npz", kind], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run([sys.executable, "tiny.py", "tf.npz", "slice", "keras"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     on_jax = {kind: np.load(tmp_path / f"{kind}.npz") for kind in ("slice", "keras")}
     for i in range(half):
         np.testing.assert_array_equal(on_jax["slice"][f"arr_{i}"], reference[f"arr_{i}"])  # the same start
