@@ -107,7 +107,7 @@ def _occurrence_take():
 
 
 def jax_train_step_with_slices(model, state, data):
-    """Keras's JAX training step (`keras.src.backend.jax.trainer.JAXTrainer.train_step`) for a
+    """Keras's JAX training step (`JAXTrainer.train_step` of Keras's JAX backend) for a
     model compiled with `SliceAdam`: also the per-occurrence squares of each embedding table's
     gradient, clipped as TensorFlow clips a `tf.IndexedSlices`, handed to the optimizer.
 
