@@ -80,6 +80,7 @@ def _tf_scan(step, init, xs, num_outputs, reverse):
         lambda t, *_: (t >= 0) if reverse else (t < n),
         body,
         (n - 1 if reverse else tf.constant(0), init, outputs),
+        maximum_iterations=n,  # what XLA needs to differentiate the loop (stacks of known size)
     )
     return carry, [ta.stack() for ta in outputs]
 
@@ -164,6 +165,34 @@ def being_differentiated(tensors):
             for t in tensors
         )
     return False
+
+
+def in_compiled_loop():
+    """Whether the layer's loop is being compiled by XLA as one program: always on JAX; on
+    TensorFlow, while a `tf.function(jit_compile=True)` (or `model.fit(jit_compile=True)`) is traced.
+
+    There, inference runs fastest the way Keras's own layers loop: on 2 CPU cores (bench/RESULTS.md,
+    issue 19) the book LSTM's inference took 62-72 ms on JAX with b + U x projected for all steps
+    first and W split into per-block products, against 30-35 ms with b + U x(t) and one fused
+    product inside each step; TensorFlow's executor, without XLA, is fastest the other way. TensorFlow
+    exports no public test for it, so this reads its XLA control-flow context (False if that fails:
+    then only speed is lost).
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):
+        return False
 
 
 #: XLA flags for JAX's CPU client. XLA's CPU compiler by default orders a program's operations
@@ -348,10 +377,22 @@ class SequenceLayer(keras.layers.RNN):
         )
         # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
         keep_sequence = hand_written or self.return_sequences or mask is not None
+        # Inference compiled by XLA (JAX; TensorFlow under `jit_compile=True`) runs the loop as
+        # Keras's own layers do, b + U x(t) and one product for all blocks inside each step (see
+        # `in_compiled_loop`); everything else projects a chunk of steps in one product first.
+        per_step = not hand_written and in_compiled_loop()
         hs = []
-        for start, stop in self._chunks(x.shape[0]):
-            z = ops.cast(self._input_projection(x[start:stop]), state_dtype)  # b + U x(t), one product
+        for start, stop in [(0, None)] if per_step else self._chunks(x.shape[0]):
             chunk_mask = None if step_mask is None else step_mask[start:stop]
+            if per_step:
+                outs, _ = self.forward(
+                    x, *states, recurrent_kernel, chunk_mask, recurrent_mask, keep_residuals=False,
+                    keep_sequence=keep_sequence, project_each_step=True,
+                )
+                chunk_hs, *states = outs if keep_sequence else [outs[0][None], *outs]
+                hs.append(chunk_hs)
+                continue
+            z = ops.cast(self._input_projection(x[start:stop]), state_dtype)  # b + U x(t), one product
             args = [z, *states, recurrent_kernel, chunk_mask, recurrent_mask]
             if hand_written:
                 chunk_hs, *states = with_gradient(self.forward, self.backward)(*args)
@@ -409,7 +450,7 @@ class SequenceLayer(keras.layers.RNN):
     # How many of the per-step internals of `cell.recurrence` `backward` needs.
     num_internals = 0
 
-    def forward(self, z, *args, keep_residuals=True, keep_sequence=True):
+    def forward(self, z, *args, keep_residuals=True, keep_sequence=True, project_each_step=False):
         """Runs the recurrence over all steps; returns `(outputs, residuals)`.
 
         `z` is b + U x(t) for all steps, time-major; `args` are the initial states, W, the step
@@ -419,16 +460,27 @@ class SequenceLayer(keras.layers.RNN):
         nothing else. The residuals, for `backward`, are h(t) of every step, the states
         `kept_previous_states` entering every step, the first `num_internals` per-step internals of
         `cell.recurrence`, and the final states.
+
+        `project_each_step=True` (inference in a compiled loop: see `in_compiled_loop`): `z` is the
+        time-major input x itself, and each step computes its b + U x(t) and one product with the
+        fused W for all blocks.
         """
         *initial_state, recurrent_kernel, step_mask, recurrent_mask = args
         cell = self.cell
-        # Split once for all steps (into the blocks that `cell.recurrence` uses), not in every step.
-        recurrent_kernel = cell.split_recurrent_kernel(recurrent_kernel)
-        z = tree.flatten(cell.split_input_projection(z))
+        if project_each_step:
+            state_dtype = initial_state[0].dtype
+            z = [z]
+        else:
+            # Split once for all steps (into the blocks that `cell.recurrence` uses), not in every step.
+            recurrent_kernel = cell.split_recurrent_kernel(recurrent_kernel)
+            z = tree.flatten(cell.split_input_projection(z))
 
         def step(carry, inputs):
             z_t = inputs[: len(z)]
-            z_t = z_t[0] if len(z) == 1 else tuple(z_t)
+            if project_each_step:
+                z_t = ops.cast(cell.input_projection(z_t[0]), state_dtype)
+            else:
+                z_t = z_t[0] if len(z) == 1 else tuple(z_t)
             _, states, internals = cell.recurrence(z_t, carry, recurrent_kernel, recurrent_mask)
             if step_mask is not None:
                 valid = inputs[len(z)] > 0

@@ -5,7 +5,9 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.gru import GRUCell
-from keras_seq.layers.base import KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, scan, sum_over_steps
+from keras_seq.layers.base import (
+    KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, in_compiled_loop, scan, sum_over_steps,
+)
 from keras_seq.layers.registry import register_sequence_layer
 
 
@@ -105,6 +107,8 @@ class GRU(SequenceLayer):
         dsigma = derivative_from_output(cell.recurrent_activation_name)
         dcandidate = derivative_from_output(cell.candidate_activation_name)
         W_u_t, W_r_t, W_t = [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
+        # In a loop compiled by XLA (TensorFlow's backward loop, JAX) u's and r's products are one.
+        W_ur_t = ops.concatenate([W_u_t, W_r_t], axis=0) if in_compiled_loop() else None
 
         def step(dh_next, inputs):
             dh_t, h_prev_t, u_t, r_t, c_t = inputs[:5]
@@ -114,7 +118,10 @@ class GRU(SequenceLayer):
             d_rh = ops.matmul(da_c, W_t)
             da_u = dh * (h_prev_t - c_t) * dsigma(u_t)  # 10.46
             da_r = d_rh * h_in * dsigma(r_t)  # 10.47
-            dh_in = d_rh * r_t + ops.matmul(da_u, W_u_t) + ops.matmul(da_r, W_r_t)
+            if W_ur_t is None:
+                dh_in = d_rh * r_t + ops.matmul(da_u, W_u_t) + ops.matmul(da_r, W_r_t)
+            else:
+                dh_in = d_rh * r_t + ops.matmul(ops.concatenate([da_u, da_r], axis=-1), W_ur_t)
             dh_prev = dh * u_t + (dh_in if recurrent_mask is None else dh_in * recurrent_mask)
             da = ops.concatenate([da_u, da_r, da_c], axis=-1)
             if step_mask is not None:  # a masked step passes the gradient through unchanged

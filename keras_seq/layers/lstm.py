@@ -5,7 +5,9 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.lstm import LSTMCell, from_config_in_gate_order, legacy_lstm_config
-from keras_seq.layers.base import KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, scan
+from keras_seq.layers.base import (
+    KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, in_compiled_loop, scan,
+)
 from keras_seq.layers.registry import register_sequence_layer
 
 
@@ -114,8 +116,10 @@ class LSTM(SequenceLayer):
         dsquash = derivative_from_output(cell.activation_name)
         dsigma = derivative_from_output(cell.recurrent_activation_name)
         dcandidate = derivative_from_output(cell.candidate_activation_name)
-        # dh(t-1) = dA(t) Wᵀ block by block: four independent products, as in the forward pass.
-        W_g_t, W_f_t, W_t, W_o_t = [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
+        # dh(t-1) = dA(t) Wᵀ: in a loop compiled by XLA (TensorFlow's backward loop, JAX) one product
+        # with the fused Wᵀ; otherwise block by block, four independent products, as in the forward pass.
+        fused = in_compiled_loop()
+        W_T = ops.transpose(W) if fused else [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
 
         def step(carry, inputs):
             dh_next, ds_next, s_t = carry  # s(t): carried back from the step after
@@ -127,10 +131,15 @@ class LSTM(SequenceLayer):
             da_g = ds * c_t * dsigma(g_t)  # 10.42 through 10.40
             da_c = ds * g_t * dcandidate(c_t)  # the cell input of 10.40
             da_q = dh * tanh_s * dsigma(q_t)  # 10.44 through 10.43
-            dh_prev = (
-                ops.matmul(da_f, W_f_t) + ops.matmul(da_g, W_g_t) + ops.matmul(da_c, W_t) + ops.matmul(da_q, W_o_t)
-            )
             da = ops.concatenate([da_g, da_f, da_c, da_q], axis=-1)  # Keras's [i|f|c|o]
+            if fused:
+                dh_prev = ops.matmul(da, W_T)
+            else:
+                W_g_t, W_f_t, W_t, W_o_t = W_T
+                dh_prev = (
+                    ops.matmul(da_f, W_f_t) + ops.matmul(da_g, W_g_t) + ops.matmul(da_c, W_t)
+                    + ops.matmul(da_q, W_o_t)
+                )
             if recurrent_mask is not None:
                 dh_prev = dh_prev * recurrent_mask
             ds_prev = ds * f_t

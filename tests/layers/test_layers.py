@@ -315,6 +315,36 @@ def test_savedmodel_export_reloads_with_the_same_outputs(name, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model(_padded()), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(LAYERS))
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_compiled_loops_give_the_cells_numbers_and_gradients(name, jit_compile):
+    """Inside a `tf.function` the backward loop is XLA-compiled (one product for the fused Wᵀ);
+    under `jit_compile=True` inference also takes its compiled form (b + U x(t) in each step, one
+    product for W). Both against the cell inside `keras.layers.RNN`, with masks and backwards."""
+    from keras_seq.layers.base import in_compiled_loop
+
+    fast, slow = _pair(name, return_sequences=True, go_backwards=True)
+    seen = []
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            out = layer(X, mask=MASK)
+            loss = _loss(out)
+        return out, tape.gradient(loss, layer.trainable_weights)
+
+    def infer(layer):
+        seen.append(in_compiled_loop())
+        return layer(X, mask=MASK)
+
+    compile = lambda f: tf.function(f, jit_compile=jit_compile)
+    (out_a, grads_a), (out_b, grads_b) = compile(run)(fast), run(slow)
+    np.testing.assert_allclose(out_a, out_b, atol=1e-5)
+    for got, want in zip(grads_a, grads_b):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(compile(infer)(fast), slow(X, mask=MASK), atol=1e-5)
+    assert seen == [jit_compile] and not in_compiled_loop()  # eagerly: never
+
+
 def test_jit_compiled_training_step():
     model = keras.Sequential([keras.Input((7, 3)), LSTM(8), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse", jit_compile=True)
