@@ -2,7 +2,8 @@
 
 A fast layer computes the input projection z(t) = b + U x(t) of all time steps in one matrix product
 (on TensorFlow, one per chunk of steps: see `SequenceLayer.pipeline_chunks`), keeps only the recurrent
-products and the gate arithmetic inside the loop, and differentiates the loop
+products and the gate arithmetic inside the loop (in a loop compiled by XLA, each step projects its
+own x(t) instead: see `in_compiled_loop`), and differentiates the loop
 with a hand-written backward pass (`SequenceLayer.backward`): one step back per time step computing
 the pre-activation gradients dA(t) and dh(t-1) = dA(t) Wᵀ, then the weight gradient
 dW = Σ h(t-1)ᵀ dA(t) as one large product after the loop, rather than one small product per step as
@@ -169,14 +170,16 @@ def being_differentiated(tensors):
 
 def in_compiled_loop():
     """Whether the layer's loop is being compiled by XLA as one program: always on JAX; on
-    TensorFlow, while a `tf.function(jit_compile=True)` (or `model.fit(jit_compile=True)`) is traced.
+    TensorFlow, while a `tf.function(jit_compile=True)` (or `model.fit(jit_compile=True)`) is traced,
+    and so in the XLA-compiled backward loop (`SequenceLayer.jit_compile_backward`).
 
-    There, inference runs fastest the way Keras's own layers loop: on 2 CPU cores (bench/RESULTS.md,
-    issue 19) the book LSTM's inference took 62-72 ms on JAX with b + U x projected for all steps
-    first and W split into per-block products, against 30-35 ms with b + U x(t) and one fused
-    product inside each step; TensorFlow's executor, without XLA, is fastest the other way. TensorFlow
-    exports no public test for it, so this reads its XLA control-flow context (False if that fails:
-    then only speed is lost).
+    There the loop runs fastest the way Keras's own layers loop, b + U x(t) and one product with the
+    fused W inside each step (`SequenceLayer.forward_projecting`; the backward pass then computes
+    dx, dU and db after its loop), and the backward loop's dh(t-1) = dA(t) Wᵀ as one product. On 2
+    CPU cores (bench/RESULTS.md, issue 19) the book LSTM's inference took 62-72 ms on JAX the other
+    way (b + U x of all steps first, W split into per-block products) and 35 ms this way; TensorFlow's
+    executor, without XLA, is fastest the other way. TensorFlow exports no public test for it, so this
+    reads its XLA control-flow context (False if that fails: then only speed is lost).
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -377,27 +380,24 @@ class SequenceLayer(keras.layers.RNN):
         )
         # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
         keep_sequence = hand_written or self.return_sequences or mask is not None
-        # Inference compiled by XLA (JAX; TensorFlow under `jit_compile=True`) runs the loop as
-        # Keras's own layers do, b + U x(t) and one product for all blocks inside each step (see
-        # `in_compiled_loop`); everything else projects a chunk of steps in one product first.
-        per_step = not hand_written and in_compiled_loop()
+        # A loop compiled by XLA (JAX; TensorFlow under `jit_compile=True`) runs as Keras's own layers
+        # do, b + U x(t) and one product for all blocks inside each step (see `in_compiled_loop`);
+        # TensorFlow's executor projects a chunk of steps in one product first.
+        per_step = in_compiled_loop()
         hs = []
         for start, stop in [(0, None)] if per_step else self._chunks(x.shape[0]):
             chunk_mask = None if step_mask is None else step_mask[start:stop]
             if per_step:
-                outs, _ = self.forward(
-                    x, *states, recurrent_kernel, chunk_mask, recurrent_mask, keep_residuals=False,
-                    keep_sequence=keep_sequence, project_each_step=True,
-                )
-                chunk_hs, *states = outs if keep_sequence else [outs[0][None], *outs]
-                hs.append(chunk_hs)
-                continue
-            z = ops.cast(self._input_projection(x[start:stop]), state_dtype)  # b + U x(t), one product
-            args = [z, *states, recurrent_kernel, chunk_mask, recurrent_mask]
-            if hand_written:
-                chunk_hs, *states = with_gradient(self.forward, self.backward)(*args)
+                forward, backward = self.forward_projecting, self.backward_projecting
+                args = [x, *states, recurrent_kernel, chunk_mask, recurrent_mask, *self._input_weights(x.dtype)]
             else:
-                outs, _ = self.forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
+                forward, backward = self.forward, self.backward
+                z = ops.cast(self._input_projection(x[start:stop]), state_dtype)  # b + U x(t), one product
+                args = [z, *states, recurrent_kernel, chunk_mask, recurrent_mask]
+            if hand_written:
+                chunk_hs, *states = with_gradient(forward, backward)(*args)
+            else:
+                outs, _ = forward(*args, keep_residuals=False, keep_sequence=keep_sequence)
                 chunk_hs, *states = outs if keep_sequence else [outs[0][None], *outs]
             hs.append(chunk_hs)
         last_hs = hs[-1]
@@ -419,6 +419,13 @@ class SequenceLayer(keras.layers.RNN):
             return [(0, None)]
         size = -(-steps // max(1, min(self.pipeline_chunks, steps)))  # ceil: chunks of equal size
         return [(start, min(start + size, steps)) for start in range(0, steps, size)]
+
+    def _input_weights(self, dtype):
+        """`[U, b]` as tensors of `dtype` (b None without a bias): the gradient reaches the
+        variables through these reads."""
+        cell = self.cell
+        bias = ops.cast(ops.copy(cell.bias), dtype) if cell.use_bias else None
+        return [ops.cast(ops.copy(cell.kernel), dtype), bias]
 
     def _input_projection(self, x):
         """b + U x(t) for the time-major x as one 2-D product (TensorFlow then adds b inside it)."""
@@ -450,6 +457,25 @@ class SequenceLayer(keras.layers.RNN):
     # How many of the per-step internals of `cell.recurrence` `backward` needs.
     num_internals = 0
 
+    def forward_projecting(self, x, *args, keep_residuals=True, keep_sequence=True):
+        """`forward` given the time-major input x, followed in `args` by U and b (b None without a
+        bias): each step computes its own b + U x(t) (the loop of `in_compiled_loop`)."""
+        *args, kernel, bias = args
+        return self.forward(
+            x, *args, keep_residuals=keep_residuals, keep_sequence=keep_sequence,
+            project_each_step=(kernel, bias),
+        )
+
+    def backward_projecting(self, args, residuals, upstream):
+        """The gradients of `forward_projecting`'s arguments: `backward`'s, then through z = b + U x
+        dx = dz Uᵀ, dU = Σ_t x(t)ᵀ dz(t) and db = Σ_t dz(t), each one product or sum after the loop."""
+        x, *args, kernel, bias = args
+        dz, *grads = self.backward([None, *args], residuals, upstream)  # `backward` never reads z
+        dz = ops.cast(dz, x.dtype)  # each step's z went from x's dtype to the state's
+        dx = ops.reshape(ops.matmul(ops.reshape(dz, (-1, dz.shape[-1])), ops.transpose(kernel)), ops.shape(x))
+        d_bias = None if bias is None else ops.sum(dz, axis=(0, 1))
+        return [dx, *grads, sum_over_steps(x, dz), d_bias]
+
     def forward(self, z, *args, keep_residuals=True, keep_sequence=True, project_each_step=False):
         """Runs the recurrence over all steps; returns `(outputs, residuals)`.
 
@@ -461,14 +487,13 @@ class SequenceLayer(keras.layers.RNN):
         `kept_previous_states` entering every step, the first `num_internals` per-step internals of
         `cell.recurrence`, and the final states.
 
-        `project_each_step=True` (inference in a compiled loop: see `in_compiled_loop`): `z` is the
-        time-major input x itself, and each step computes its b + U x(t) and one product with the
-        fused W for all blocks.
+        `project_each_step=(U, b)` (see `forward_projecting`): `z` is the time-major input x itself,
+        and each step computes its b + U x(t) and one product with the fused W for all blocks.
         """
         *initial_state, recurrent_kernel, step_mask, recurrent_mask = args
         cell = self.cell
         if project_each_step:
-            state_dtype = initial_state[0].dtype
+            state_dtype, (kernel, bias) = initial_state[0].dtype, project_each_step
             z = [z]
         else:
             # Split once for all steps (into the blocks that `cell.recurrence` uses), not in every step.
@@ -478,7 +503,7 @@ class SequenceLayer(keras.layers.RNN):
         def step(carry, inputs):
             z_t = inputs[: len(z)]
             if project_each_step:
-                z_t = ops.cast(cell.input_projection(z_t[0]), state_dtype)
+                z_t = ops.cast(cell.input_projection(z_t[0], kernel, bias), state_dtype)
             else:
                 z_t = z_t[0] if len(z) == 1 else tuple(z_t)
             _, states, internals = cell.recurrence(z_t, carry, recurrent_kernel, recurrent_mask)

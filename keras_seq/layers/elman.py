@@ -24,7 +24,8 @@ class ElmanRNN(SequenceLayer):
     book's output layer o = c + V h, ŷ = `output_activation`(o) (eq. 10.10-10.11), computed for all
     steps at once after the loop.
 
-    U x(t) for all steps is one matrix product before the loop; the loop keeps W h(t-1) and tanh.
+    U x(t) for all steps is one matrix product before the loop; the loop keeps W h(t-1) and tanh (in
+    a loop that XLA compiles, each step computes its own U x(t): see `keras_seq.layers.base`).
     The gradient is written by hand (see `keras_seq.layers.base`).
 
     Example:

@@ -33,7 +33,8 @@ class GRU(SequenceLayer):
     nothing in the maths (as for `keras_seq.layers.LSTM`; `use_cudnn=True` raises when called).
 
     U x(t) for all steps and the three blocks is one matrix product before the loop; the loop keeps
-    the products W^u h(t-1), W^r h(t-1) and W (r ⊙ h(t-1)) and the gate arithmetic. The gradient
+    the products W^u h(t-1), W^r h(t-1) and W (r ⊙ h(t-1)) and the gate arithmetic (in a loop that XLA
+    compiles, each step computes its own U x(t): `keras_seq.layers.base.in_compiled_loop`). The gradient
     is written by hand and used whenever a gradient is taken (see `keras_seq.layers.base`); with
     `reset_after=True` the loop is differentiated automatically.
 

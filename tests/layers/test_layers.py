@@ -422,9 +422,11 @@ def test_jax_backend_equivalence_gradients_and_learning(tmp_path):
     assert "JAX OK" in result.stdout
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_keeps_the_recurrent_state_in_float32(policy):
-    """s(t) = s(t-1) + 0.1 for 500 steps: 50 in float32; bfloat16 arithmetic would stall at 32."""
+def test_mixed_precision_keeps_the_recurrent_state_in_float32(policy, jit_compile):
+    """s(t) = s(t-1) + 0.1 for 500 steps: 50 in float32; bfloat16 arithmetic would stall at 32.
+    Eagerly, and under `jit_compile=True` (where each step projects its own input)."""
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         layer = LSTM(1, return_state=True, candidate_activation="linear", unit_forget_bias=False)
@@ -433,12 +435,16 @@ def test_mixed_precision_keeps_the_recurrent_state_in_float32(policy):
         # Gates saturated open (σ(20) = 1 in float32); the cell input is 0.1 at every step.
         layer.set_weights([np.array([[0, 0, 0.1, 0]], "float32"), np.zeros((1, 4), "float32"),
                            np.array([20, 20, 0, 20], "float32")])
-        with tf.GradientTape() as tape:
-            outputs, h, s = layer(x, training=True)
-            loss = tf.reduce_sum(tf.cast(outputs, "float32"))
+
+        def run(x):
+            with tf.GradientTape() as tape:
+                outputs, h, s = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(outputs, "float32"))
+            return outputs, s, tape.gradient(loss, layer.trainable_weights)
+
+        outputs, s, grads = tf.function(run, jit_compile=True)(x) if jit_compile else run(x)
         assert outputs.dtype == layer.compute_dtype
         np.testing.assert_allclose(np.asarray(s, "float32"), 50.0, rtol=1e-2)
-        grads = tape.gradient(loss, layer.trainable_weights)
         assert all(np.isfinite(np.asarray(g)).all() for g in grads)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
