@@ -2,8 +2,8 @@
 
 A fast layer computes the input projection z(t) = b + U x(t) of all time steps in one matrix product
 (on TensorFlow, one per chunk of steps: see `SequenceLayer.pipeline_chunks`), keeps only the recurrent
-products and the gate arithmetic inside the loop (in a loop compiled by XLA, each step projects its
-own x(t) instead: see `in_compiled_loop`), and differentiates the loop
+products and the gate arithmetic inside the loop (in a loop compiled by XLA, inference and JAX's
+training project each step's own x(t) instead: see `in_compiled_loop`), and differentiates the loop
 with a hand-written backward pass (`SequenceLayer.backward`): one step back per time step computing
 the pre-activation gradients dA(t) and dh(t-1) = dA(t) Wᵀ, then the weight gradient
 dW = Σ h(t-1)ᵀ dA(t) as one large product after the loop, rather than one small product per step as
@@ -170,16 +170,18 @@ def being_differentiated(tensors):
 
 def in_compiled_loop():
     """Whether the layer's loop is being compiled by XLA as one program: always on JAX; on
-    TensorFlow, while a `tf.function(jit_compile=True)` (or `model.fit(jit_compile=True)`) is traced,
-    and so in the XLA-compiled backward loop (`SequenceLayer.jit_compile_backward`).
+    TensorFlow, while a `tf.function(jit_compile=True)` (or `model.fit(jit_compile=True)`) is traced.
 
-    There the loop runs fastest the way Keras's own layers loop, b + U x(t) and one product with the
-    fused W inside each step (`SequenceLayer.forward_projecting`; the backward pass then computes
-    dx, dU and db after its loop), and the backward loop's dh(t-1) = dA(t) Wᵀ as one product. On 2
-    CPU cores (bench/RESULTS.md, issue 19) the book LSTM's inference took 62-72 ms on JAX the other
-    way (b + U x of all steps first, W split into per-block products) and 35 ms this way; TensorFlow's
-    executor, without XLA, is fastest the other way. TensorFlow exports no public test for it, so this
-    reads its XLA control-flow context (False if that fails: then only speed is lost).
+    There inference runs fastest the way Keras's own layers loop, b + U x(t) and one product with the
+    fused W inside each step (`SequenceLayer.forward_projecting`), and so does training on JAX (the
+    backward pass then computes dx, dU and db after its loop, and its loop dh(t-1) = dA(t) Wᵀ as one
+    product). On 2 CPU cores (bench/RESULTS.md, issue 19): the book LSTM's inference 58-72 ms on
+    JAX the other way (b + U x of all steps first, W split into per-block products), 31-40 ms this
+    way; under `jit_compile=True` on TensorFlow 48.5 ms against 30.6; its JAX gradient 156 against
+    130 ms. TensorFlow's XLA training step was no faster this way for the LSTM and slower for the
+    GRU (83 against 99 ms), and TensorFlow's executor, without XLA, is fastest the other way.
+    TensorFlow exports no public test for it, so this reads its XLA control-flow context (False if
+    that fails: then only speed is lost).
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -380,10 +382,11 @@ class SequenceLayer(keras.layers.RNN):
         )
         # Without a mask, only `return_sequences` needs h(t) of every step; the last is h(T).
         keep_sequence = hand_written or self.return_sequences or mask is not None
-        # A loop compiled by XLA (JAX; TensorFlow under `jit_compile=True`) runs as Keras's own layers
-        # do, b + U x(t) and one product for all blocks inside each step (see `in_compiled_loop`);
-        # TensorFlow's executor projects a chunk of steps in one product first.
-        per_step = in_compiled_loop()
+        # A loop compiled by XLA runs as Keras's own layers do, b + U x(t) and one product for all
+        # blocks inside each step (see `in_compiled_loop`): on JAX always, on TensorFlow under
+        # `jit_compile=True` for inference (its XLA training step is no faster so). TensorFlow's
+        # executor projects a chunk of steps in one product first.
+        per_step = in_compiled_loop() and (not hand_written or keras.backend.backend() == "jax")
         hs = []
         for start, stop in [(0, None)] if per_step else self._chunks(x.shape[0]):
             chunk_mask = None if step_mask is None else step_mask[start:stop]

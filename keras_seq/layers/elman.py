@@ -25,7 +25,8 @@ class ElmanRNN(SequenceLayer):
     steps at once after the loop.
 
     U x(t) for all steps is one matrix product before the loop; the loop keeps W h(t-1) and tanh (in
-    a loop that XLA compiles, each step computes its own U x(t): see `keras_seq.layers.base`).
+    a loop that XLA compiles, inference and JAX's training compute each step's own U x(t) instead:
+    see `keras_seq.layers.base.in_compiled_loop`).
     The gradient is written by hand (see `keras_seq.layers.base`).
 
     Example:

@@ -5,9 +5,7 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.gru import GRUCell
-from keras_seq.layers.base import (
-    KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, in_compiled_loop, scan, sum_over_steps,
-)
+from keras_seq.layers.base import KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, scan, sum_over_steps
 from keras_seq.layers.registry import register_sequence_layer
 
 
@@ -34,7 +32,8 @@ class GRU(SequenceLayer):
 
     U x(t) for all steps and the three blocks is one matrix product before the loop; the loop keeps
     the products W^u h(t-1), W^r h(t-1) and W (r ⊙ h(t-1)) and the gate arithmetic (in a loop that XLA
-    compiles, each step computes its own U x(t): `keras_seq.layers.base.in_compiled_loop`). The gradient
+    compiles, inference and JAX's training compute each step's own U x(t) instead:
+    `keras_seq.layers.base.in_compiled_loop`). The gradient
     is written by hand and used whenever a gradient is taken (see `keras_seq.layers.base`); with
     `reset_after=True` the loop is differentiated automatically.
 
@@ -108,8 +107,8 @@ class GRU(SequenceLayer):
         dsigma = derivative_from_output(cell.recurrent_activation_name)
         dcandidate = derivative_from_output(cell.candidate_activation_name)
         W_u_t, W_r_t, W_t = [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
-        # In a loop compiled by XLA (TensorFlow's backward loop, JAX) u's and r's products are one.
-        W_ur_t = ops.concatenate([W_u_t, W_r_t], axis=0) if in_compiled_loop() else None
+        # On JAX u's and r's products are one (see `in_compiled_loop`).
+        W_ur_t = ops.concatenate([W_u_t, W_r_t], axis=0) if keras.backend.backend() == "jax" else None
 
         def step(dh_next, inputs):
             dh_t, h_prev_t, u_t, r_t, c_t = inputs[:5]

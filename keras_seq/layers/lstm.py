@@ -5,9 +5,7 @@ from keras import ops
 
 from keras_seq.cells.base import derivative_from_output
 from keras_seq.cells.lstm import LSTMCell, from_config_in_gate_order, legacy_lstm_config
-from keras_seq.layers.base import (
-    KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, in_compiled_loop, scan,
-)
+from keras_seq.layers.base import KERAS_WEIGHT_SETTINGS, SequenceLayer, forward_to_cell, scan
 from keras_seq.layers.registry import register_sequence_layer
 
 
@@ -116,9 +114,9 @@ class LSTM(SequenceLayer):
         dsquash = derivative_from_output(cell.activation_name)
         dsigma = derivative_from_output(cell.recurrent_activation_name)
         dcandidate = derivative_from_output(cell.candidate_activation_name)
-        # dh(t-1) = dA(t) Wᵀ: in a loop compiled by XLA (TensorFlow's backward loop, JAX) one product
-        # with the fused Wᵀ; otherwise block by block, four independent products, as in the forward pass.
-        fused = in_compiled_loop()
+        # dh(t-1) = dA(t) Wᵀ: on JAX one product with the fused Wᵀ (see `in_compiled_loop`); on
+        # TensorFlow block by block, four independent products, as in the forward pass.
+        fused = keras.backend.backend() == "jax"
         W_T = ops.transpose(W) if fused else [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
 
         def step(carry, inputs):

@@ -401,6 +401,20 @@ JAX_SCRIPT = textwrap.dedent(
                          (GRU(5, candidate_activation="tanh", reset_after=True), keras.layers.GRU(5))]:
         ours(x); theirs(x); ours.set_weights(theirs.get_weights())
         np.testing.assert_allclose(ours(x, mask=mask), theirs(x, mask=mask), atol=1e-5)
+    # Under mixed precision the state stays float32 (s(t) = s(t-1) + 0.1 reaches 50, not bfloat16's 32)
+    # in the loop that projects each step's input, and its gradient (dx, dU, db after the loop) is finite.
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    layer = LSTM(1, return_state=True, candidate_activation="linear", unit_forget_bias=False)
+    ones = np.ones((2, 500, 1), "float32"); layer(ones[:, :1])
+    layer.set_weights([np.array([[0, 0, 0.1, 0]], "float32"), np.zeros((1, 4), "float32"),
+                       np.array([20, 20, 0, 20], "float32")])
+    def total(w):
+        (out, _, s), _ = layer.stateless_call(w, [v.value for v in layer.non_trainable_variables], ones, training=True)
+        return jnp.sum(out.astype("float32")), s
+    (_, s), grads = jax.value_and_grad(total, has_aux=True)([v.value for v in layer.trainable_variables])
+    np.testing.assert_allclose(np.asarray(s, "float32"), 50.0, rtol=1e-2)
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads)
+    keras.mixed_precision.set_dtype_policy("float32")
     # And a small model learns with fit (counting 6 bits; chance is about 1.6 nats).
     keras.utils.set_random_seed(0)
     bits = rng.integers(0, 2, size=(512, 6, 1)).astype("float32")
