@@ -45,11 +45,11 @@ def examples_from_pairs(pairs, target_split="chars"):
     return [(source, [tuple(split_text(t, target_split)) for t in targets]) for source, targets in pairs]
 
 
-def bucketed(ids, batch_size):
-    """Source ids padded (with `PAD_ID`) to one of a few shapes: the rows to a power of two (at
-    most `batch_size`, or as many as there are), the columns to a multiple of 4.
+def bucketed(ids):
+    """Source ids padded (with `PAD_ID`) to one of a few shapes: the rows to a power of two (to
+    a multiple of 256 beyond 256), the columns to a multiple of 4.
 
-    A decoder compiled by XLA for each input shape (`_jax_decoder`) then compiles a bounded set of
+    A decoder compiled by XLA for each input shape (`_jax_decoder`) so compiles a bounded set of
     programs however many calls come, instead of one per batch size and source length. The padding
     changes nothing in the real rows (the encoder masks it; the extra rows are decoded and dropped)
     but costs some speed once everything is compiled: a G2P student decoding the 5,447 dev words
@@ -57,14 +57,15 @@ def bucketed(ids, batch_size):
     unpadded, and 1,554 against 1,097 on the first call, which compiles (bench/RESULTS.md).
     """
     rows, width = ids.shape
-    shape = (max(rows, min(batch_size, 1 << max(rows - 1, 0).bit_length())), -(-width // 4) * 4)
-    padded = np.full(shape, PAD_ID, dtype=ids.dtype)
+    padded_rows = 1 << max(rows - 1, 0).bit_length() if rows <= 256 else -(-rows // 256) * 256
+    padded = np.full((padded_rows, -(-width // 4) * 4), PAD_ID, dtype=ids.dtype)
     padded[:rows, :width] = ids
     return padded
 
 
 def _jax_decoder(model, kwargs):
-    """``ids -> generate(ids, **kwargs)`` compiled with `jax.jit` (one trace per input shape).
+    """``ids -> generate(ids, **kwargs)`` compiled with `jax.jit`, the ids padded to a few shapes
+    (`bucketed`; one program per shape) and the outputs cut back to the ids' rows.
 
     The model's variables are arguments of the compiled function (a `keras.StatelessScope`
     maps each variable to them), not constants captured at trace time: the function decodes
@@ -80,7 +81,12 @@ def _jax_decoder(model, kwargs):
             return model.generate(ids, **kwargs)
 
     jitted = jax.jit(decode)
-    return lambda ids: jitted([v.value for v in variables], ids)
+
+    def call(ids):
+        out = jitted([v.value for v in variables], bucketed(np.asarray(ids)))
+        return {key: value[: len(ids)] for key, value in out.items()}
+
+    return call
 
 
 class TextSeq2Seq:
@@ -247,21 +253,17 @@ class TextSeq2Seq:
         """As `predict`, with each output as its tuple of tokens.
 
         The sources are decoded `batch_size` at a time in order of length, so that a batch pads
-        little and its loop stops early; the results come back in the sources' order. On JAX, whose
-        compiled decoder is compiled anew for each input shape, the batches are padded to a few
-        shapes (`bucketed`).
+        little and its loop stops early; the results come back in the sources' order.
         """
         sources = list(sources)
         ids = self.encode(sources)  # all at once: a too-long source fails before any decoding
         lengths = (ids != PAD_ID).sum(axis=1)
         order = np.argsort(lengths, kind="stable")
-        few_shapes = keras.backend.backend() == "jax"
         results = [None] * len(sources)
         for start in range(0, len(sources), batch_size):
             rows = order[start: start + batch_size]
             batch = ids[rows, : max(1, int(lengths[rows].max(initial=1)))]
-            out = self.decode_ids(bucketed(batch, batch_size) if few_shapes else batch, method, beam_width,
-                                  num_results, max_length)
+            out = self.decode_ids(batch, method, beam_width, num_results, max_length)
             tokens, scores = out["tokens"], out["scores"]
             for i, row in enumerate(rows):
                 if not lengths[row]:
