@@ -107,8 +107,8 @@ class GRU(SequenceLayer):
         dsigma = derivative_from_output(cell.recurrent_activation_name)
         dcandidate = derivative_from_output(cell.candidate_activation_name)
         W_u_t, W_r_t, W_t = [ops.transpose(block) for block in cell.split_recurrent_kernel(W)]
-        # On JAX u's and r's products are one (see `in_compiled_loop`).
-        W_ur_t = ops.concatenate([W_u_t, W_r_t], axis=0) if keras.backend.backend() == "jax" else None
+        # On JAX u's and r's products are one, with [W^u | W^r]ᵀ (see `in_compiled_loop`).
+        W_ur_t = ops.transpose(W[:, : 2 * cell.units]) if keras.backend.backend() == "jax" else None
 
         def step(dh_next, inputs):
             dh_t, h_prev_t, u_t, r_t, c_t = inputs[:5]
